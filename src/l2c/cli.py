@@ -23,7 +23,7 @@ errors = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> None:
     """One clear line on stderr and a non-zero exit: never a stack trace for a user's mistake."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -1,0 +1,279 @@
+"""The Lambda function between API Gateway and the endpoint (``lambda/`` zipped, python3.13).
+
+The zip is built byte-for-byte reproducibly (fixed timestamps and modes, sorted entries), so
+its SHA-256 says whether the deployed code is already the working tree's and a second deploy
+uploads nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from l2c.cloud import tags
+from l2c.cloud.session import CloudError, CloudSession
+from l2c.versions import LAMBDA_RUNTIME
+
+HANDLER = "lambda_function.lambda_handler"
+# API Gateway gives up on an integration after 29 s; the handler derives its own endpoint
+# read timeout from the function's, so a slow endpoint yields a JSON 504, not a cut connection.
+DEFAULT_TIMEOUT_S = 29
+DEFAULT_MEMORY_MB = 256
+DEFAULT_MAX_ROWS = 1000
+LOG_RETENTION_DAYS = 14
+LAMBDA_DIR_ENV = "L2C_LAMBDA_DIR"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ROLE_PROPAGATION_ATTEMPTS = 10
+ROLE_PROPAGATION_DELAY_S = 3.0
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    role_arn: str
+    code: bytes
+    environment: dict[str, str]
+    timeout: int = DEFAULT_TIMEOUT_S
+    memory: int = DEFAULT_MEMORY_MB
+
+    @property
+    def code_sha256(self) -> str:
+        return code_sha256(self.code)
+
+
+def function_name(stack: str) -> str:
+    return f"l2c-{stack}"
+
+
+def log_group_name(function: str) -> str:
+    return f"/aws/lambda/{function}"
+
+
+def lambda_source_dir() -> Path:
+    """``lambda/`` of the repository this package was installed from (or ``L2C_LAMBDA_DIR``)."""
+    configured = os.environ.get(LAMBDA_DIR_ENV)
+    folder = Path(configured) if configured else Path(__file__).resolve().parents[3] / "lambda"
+    if not (folder / "lambda_function.py").is_file():
+        raise CloudError(f"no lambda_function.py in {folder}; set {LAMBDA_DIR_ENV} to the folder holding it")
+    return folder
+
+
+def build_zip(folder: Path) -> bytes:
+    """The folder's Python files, zipped reproducibly."""
+    buffer = io.BytesIO()
+    files = sorted(p for p in Path(folder).rglob("*.py") if "__pycache__" not in p.parts)
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
+            info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def code_sha256(code: bytes) -> str:
+    """The digest in Lambda's own form (base64 of the raw SHA-256), as ``CodeSha256`` reports it."""
+    return base64.b64encode(hashlib.sha256(code).digest()).decode()
+
+
+def environment_from_card(card: dict, endpoint: str, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, str]:
+    """What the handler needs to know about the model, taken from its model card."""
+    environment = {
+        "ENDPOINT_NAME": endpoint,
+        "FEATURE_NAMES": ",".join(card["feature_names"]),
+        "MAX_ROWS": str(max_rows),
+    }
+    if card.get("class_labels"):
+        environment["CLASS_LABELS"] = ",".join(str(label) for label in card["class_labels"])
+    return environment
+
+
+# --------------------------------------------------------------------------- create
+
+
+def ensure_log_group(session: CloudSession, function: str, wanted_tags: dict) -> bool:
+    """Create the function's log group ahead of Lambda, so it is tagged and expires."""
+    logs = session.client("logs")
+    group = log_group_name(function)
+    try:
+        logs.create_log_group(logGroupName=group, tags=wanted_tags)
+        created = True
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+            raise
+        logs.tag_log_group(logGroupName=group, tags=wanted_tags)
+        created = False
+    logs.put_retention_policy(logGroupName=group, retentionInDays=LOG_RETENTION_DAYS)
+    return created
+
+
+def ensure_function(session: CloudSession, spec: FunctionSpec, wanted_tags: dict) -> tuple[str, str]:
+    """Create or update the function; returns its ARN and 'created', 'updated' or 'unchanged'."""
+    client = session.client("lambda")
+    current = get_configuration(session, spec.name)
+    if current is None:
+        arn = _retry_while_role_propagates(
+            lambda: client.create_function(
+                FunctionName=spec.name,
+                Runtime=LAMBDA_RUNTIME,
+                Role=spec.role_arn,
+                Handler=HANDLER,
+                Code={"ZipFile": spec.code},
+                Timeout=spec.timeout,
+                MemorySize=spec.memory,
+                Environment={"Variables": spec.environment},
+                Description="l2c: prediction API in front of a SageMaker endpoint",
+                Tags=wanted_tags,
+            )["FunctionArn"]
+        )
+        client.get_waiter("function_active_v2").wait(FunctionName=spec.name)
+        return arn, "created"
+    change = "unchanged"
+    if current["CodeSha256"] != spec.code_sha256:
+        client.update_function_code(FunctionName=spec.name, ZipFile=spec.code)
+        client.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        change = "updated"
+    if _configuration_differs(current, spec):
+        _retry_while_role_propagates(
+            lambda: client.update_function_configuration(
+                FunctionName=spec.name,
+                Runtime=LAMBDA_RUNTIME,
+                Role=spec.role_arn,
+                Handler=HANDLER,
+                Timeout=spec.timeout,
+                MemorySize=spec.memory,
+                Environment={"Variables": spec.environment},
+            )
+        )
+        client.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        change = "updated"
+    present = client.list_tags(Resource=current["FunctionArn"])["Tags"]
+    missing = tags.missing_tags(wanted_tags, present)
+    if missing:
+        client.tag_resource(Resource=current["FunctionArn"], Tags=missing)
+    return current["FunctionArn"], change
+
+
+def _configuration_differs(current: dict, spec: FunctionSpec) -> bool:
+    wanted = (LAMBDA_RUNTIME, spec.role_arn, HANDLER, spec.timeout, spec.memory, spec.environment)
+    present = (
+        current.get("Runtime"),
+        current.get("Role"),
+        current.get("Handler"),
+        current.get("Timeout"),
+        current.get("MemorySize"),
+        current.get("Environment", {}).get("Variables", {}),
+    )
+    return wanted != present
+
+
+def get_configuration(session: CloudSession, function: str) -> dict | None:
+    try:
+        return session.client("lambda").get_function_configuration(FunctionName=function)
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ResourceNotFoundException":
+            return None
+        raise
+
+
+def _retry_while_role_propagates(call):
+    # A role created seconds ago is not yet assumable by Lambda (IAM is eventually consistent).
+    for attempt in range(ROLE_PROPAGATION_ATTEMPTS):
+        try:
+            return call()
+        except ClientError as err:
+            message = err.response.get("Error", {}).get("Message", "")
+            if "cannot be assumed" not in message or attempt == ROLE_PROPAGATION_ATTEMPTS - 1:
+                raise
+            time.sleep(ROLE_PROPAGATION_DELAY_S)
+
+
+def allow_invoke_from(session: CloudSession, function: str, statement_id: str, source_arn: str) -> bool:
+    """Let API Gateway invoke the function from exactly one method; True when the policy changed."""
+    client = session.client("lambda")
+    existing = _statement(session, function, statement_id)
+    if existing is not None:
+        if _source_arn(existing) == source_arn:
+            return False
+        client.remove_permission(FunctionName=function, StatementId=statement_id)
+    client.add_permission(
+        FunctionName=function,
+        StatementId=statement_id,
+        Action="lambda:InvokeFunction",
+        Principal="apigateway.amazonaws.com",
+        SourceArn=source_arn,
+    )
+    return True
+
+
+def resource_policy(session: CloudSession, function: str) -> list[dict]:
+    import json
+
+    try:
+        policy = session.client("lambda").get_policy(FunctionName=function)["Policy"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ResourceNotFoundException":
+            return []
+        raise
+    return json.loads(policy).get("Statement", [])
+
+
+def _statement(session: CloudSession, function: str, statement_id: str) -> dict | None:
+    return next((s for s in resource_policy(session, function) if s.get("Sid") == statement_id), None)
+
+
+def _source_arn(statement: dict) -> str | None:
+    condition = statement.get("Condition", {}).get("ArnLike", {})
+    return condition.get("AWS:SourceArn") or condition.get("aws:SourceArn")
+
+
+# --------------------------------------------------------------------------- delete / list
+
+
+def delete_function(session: CloudSession, function: str) -> bool:
+    try:
+        session.client("lambda").delete_function(FunctionName=function)
+        return True
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ResourceNotFoundException":
+            return False
+        raise
+
+
+def delete_log_group(session: CloudSession, group: str) -> bool:
+    try:
+        session.client("logs").delete_log_group(logGroupName=group)
+        return True
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "ResourceNotFoundException":
+            return False
+        raise
+
+
+def list_functions(session: CloudSession) -> list[dict]:
+    client = session.client("lambda")
+    found = []
+    for page in client.get_paginator("list_functions").paginate():
+        for function in page["Functions"]:
+            if function["FunctionName"].startswith("l2c-"):
+                function_tags = client.list_tags(Resource=function["FunctionArn"])["Tags"]
+                found.append({"name": function["FunctionName"], "arn": function["FunctionArn"], "tags": function_tags})
+    return found
+
+
+def list_log_groups(session: CloudSession) -> list[str]:
+    """Log groups of l2c's functions and endpoints (SageMaker writes its own on AWS)."""
+    paginator = session.client("logs").get_paginator("describe_log_groups")
+    groups = []
+    for prefix in ("/aws/lambda/l2c-", "/aws/sagemaker/Endpoints/l2c-"):
+        for page in paginator.paginate(logGroupNamePrefix=prefix):
+            groups.extend(group["logGroupName"] for group in page["logGroups"])
+    return groups

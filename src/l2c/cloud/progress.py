@@ -1,0 +1,55 @@
+"""How deploy and destroy tell a person what they are doing.
+
+The steps talk to a reporter, not to a terminal: the CLI and notebooks show a console with a
+spinner while waiting on AWS, tests pass a silent one and read what was said.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class Reporter:
+    """Silent; keeps every line so callers (and tests) can read what happened."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def step(self, message: str) -> None:
+        self.lines.append(message)
+
+    def warn(self, message: str) -> None:
+        self.lines.append(f"warning: {message}")
+
+    @contextmanager
+    def waiting(self, message: str) -> Iterator[None]:
+        self.lines.append(message)
+        yield
+
+
+class ConsoleReporter(Reporter):
+    """A line per step, a spinner with elapsed time while waiting (rich renders in Jupyter too)."""
+
+    def __init__(self, console=None) -> None:
+        super().__init__()
+        from rich.console import Console
+
+        self.console = console or Console()
+
+    def step(self, message: str) -> None:
+        super().step(message)
+        self.console.print(f"  [green]✓[/] {message}", highlight=False)
+
+    def warn(self, message: str) -> None:
+        super().warn(message)
+        self.console.print(f"  [bold yellow]![/] {message}", highlight=False)
+
+    @contextmanager
+    def waiting(self, message: str) -> Iterator[None]:
+        self.lines.append(message)
+        started = time.monotonic()
+        with self.console.status(f"{message} ...", spinner="dots"):
+            yield
+        self.console.print(f"  [green]✓[/] {message} ({time.monotonic() - started:.0f} s)", highlight=False)

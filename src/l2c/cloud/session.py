@@ -1,0 +1,194 @@
+"""Which cloud a deploy talks to, and who it is there.
+
+There is one code path for real AWS and for the embedded local cloud: boto3 reaches the local
+cloud through the standard endpoint variables (``AWS_ENDPOINT_URL`` and the per-service
+``AWS_ENDPOINT_URL_<SERVICE>``), which `l2c up` prints and the test session exports. The account
+and region always come from the session itself (STS), never from a constant.
+
+Targets:
+- ``auto``  the standard boto3 configuration chain, endpoint variables included (notebooks);
+- ``local`` the embedded cloud: the endpoint variables, else the file `l2c up` writes;
+- ``aws``   real AWS, ignoring any endpoint variables left in the shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+AUTO, LOCAL, AWS = "auto", "local", "aws"
+TARGETS = (AUTO, LOCAL, AWS)
+
+# Set by `l2c up` and the test session: where the local execute-api gateway listens.
+EXECUTE_API_URL_ENV = "L2C_EXECUTE_API_URL"
+STATE_DIR_ENV = "L2C_STATE_DIR"
+LOCAL_CLOUD_FILE = "local-cloud.json"
+LOCAL_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+_RETRIES = {"mode": "standard", "max_attempts": 5}
+
+
+class CloudError(RuntimeError):
+    """A cloud step cannot go on; the message says what happened and what to do."""
+
+
+@dataclass
+class CloudSession:
+    """A boto3 session with the facts every step needs: region, account, partition."""
+
+    boto: boto3.Session
+    region: str
+    account: str
+    partition: str
+    target: str
+    execute_api_url: str | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)
+    config: Config = field(default_factory=lambda: Config(retries=_RETRIES))
+    _clients: dict = field(default_factory=dict, repr=False)
+
+    def client(self, service: str):
+        if service not in self._clients:
+            endpoint = self.endpoints.get(service) or self.endpoints.get("*")
+            self._clients[service] = self.boto.client(
+                service, region_name=self.region, config=self.config, endpoint_url=endpoint
+            )
+        return self._clients[service]
+
+    def arn(self, service: str, resource: str, region: str | None = None) -> str:
+        region = self.region if region is None else region
+        return f"arn:{self.partition}:{service}:{region}:{self.account}:{resource}"
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == LOCAL
+
+
+def state_dir() -> Path:
+    """Where l2c keeps files that must not be committed (``.l2c/``, gitignored)."""
+    return Path(os.environ.get(STATE_DIR_ENV) or Path.cwd() / ".l2c")
+
+
+def local_cloud_file() -> Path:
+    return state_dir() / LOCAL_CLOUD_FILE
+
+
+def connect(target: str = AUTO, region: str | None = None, profile: str | None = None) -> CloudSession:
+    """Open a session on the target and ask STS who we are; fail with a clear message if we can't."""
+    if target not in TARGETS:
+        raise CloudError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    if target == LOCAL:
+        return _connect_local(region)
+    boto = _aws_session(profile, region)
+    config = Config(retries=_RETRIES, ignore_configured_endpoint_urls=(target == AWS))
+    region = boto.region_name
+    if not region:
+        raise CloudError(
+            "no AWS region is configured: set AWS_REGION (for example us-east-1), "
+            "run `aws configure`, or pass --region"
+        )
+    points_at_local = target == AUTO and bool(os.environ.get("AWS_ENDPOINT_URL"))
+    session = CloudSession(
+        boto=boto,
+        region=region,
+        account="",
+        partition=boto.get_partition_for_region(region),
+        target=LOCAL if points_at_local else AWS,
+        execute_api_url=os.environ.get(EXECUTE_API_URL_ENV) if points_at_local else None,
+        config=config,
+    )
+    session.account = _account_of(session)
+    return session
+
+
+def _aws_session(profile: str | None, region: str | None) -> boto3.Session:
+    try:
+        return boto3.Session(profile_name=profile, region_name=region)
+    except BotoCoreError as err:  # e.g. ProfileNotFound
+        raise CloudError(f"cannot open an AWS session: {err}") from None
+
+
+def _connect_local(region: str | None) -> CloudSession:
+    env = local_cloud_env()
+    region = region or env.get("AWS_DEFAULT_REGION") or LOCAL_REGION
+    boto = boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=region,
+    )
+    endpoints = {"*": env["AWS_ENDPOINT_URL"]}
+    if env.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"):
+        endpoints["sagemaker-runtime"] = env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"]
+    session = CloudSession(
+        boto=boto,
+        region=region,
+        account="",
+        partition=boto.get_partition_for_region(region),
+        target=LOCAL,
+        execute_api_url=env.get(EXECUTE_API_URL_ENV),
+        endpoints=endpoints,
+    )
+    session.account = _account_of(session)
+    return session
+
+
+def local_cloud_env() -> dict[str, str]:
+    """The variables that point boto3 at the running local cloud: from the environment when
+    `l2c up` (or the test session) exported them, else from the file `l2c up` wrote."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        env = {key: value for key, value in os.environ.items() if key.startswith(("AWS_", "L2C_"))}
+        return {**LOCAL_CREDENTIALS, **env}
+    path = local_cloud_file()
+    if not path.is_file():
+        raise CloudError(
+            "no local cloud is running: start one with `l2c up` in another terminal "
+            "(or pass --aws to deploy to your AWS account)"
+        )
+    try:
+        return {**LOCAL_CREDENTIALS, **json.loads(path.read_text())["env"]}
+    except (ValueError, KeyError) as err:
+        raise CloudError(f"{path} is unreadable ({err}); stop and restart `l2c up`") from None
+
+
+def _account_of(session: CloudSession) -> str:
+    sts = session.client("sts")
+    try:
+        return sts.get_caller_identity()["Account"]
+    except (NoCredentialsError, PartialCredentialsError):
+        raise CloudError(
+            "no AWS credentials found: run `aws configure`, set AWS_PROFILE, or run inside "
+            "SageMaker with a role; to try l2c without an AWS account, run `l2c up`"
+        ) from None
+    except EndpointConnectionError as err:
+        where = "the local cloud" if session.target == LOCAL else "AWS STS"
+        hint = " Is `l2c up` still running?" if session.target == LOCAL else ""
+        raise CloudError(f"cannot reach {where} ({err.kwargs.get('endpoint_url', err)}).{hint}") from None
+    except ClientError as err:
+        error = err.response.get("Error", {})
+        raise CloudError(
+            f"AWS refused the credentials ({error.get('Code')}: {error.get('Message')}); "
+            "refresh them (e.g. `aws sso login`) or pick another profile"
+        ) from None
+
+
+def caller_role_arn(session: CloudSession) -> str | None:
+    """The IAM role behind an assumed-role session (a SageMaker notebook's own role), if any."""
+    arn = session.client("sts").get_caller_identity()["Arn"]
+    parts = arn.split(":", 5)
+    if len(parts) < 6 or not parts[5].startswith("assumed-role/"):
+        return None
+    role_name = parts[5].split("/")[1]
+    role = session.client("iam").get_role(RoleName=role_name)["Role"]
+    return role["Arn"]
