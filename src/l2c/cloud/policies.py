@@ -1,0 +1,116 @@
+"""The IAM documents of a deploy, rendered from the JSON templates in the repository's ``iam/``.
+
+``iam/`` is the single source: the deploy code renders these files and a person in the console
+pastes the same ones (see iam/README.md). The package is installed editable (``pip install -e
+.``), so the folder is found from this file: ``src/l2c/cloud/policies.py`` -> ``parents[3]`` is
+the repository root. A non-editable install would not carry the folder; the error says so.
+
+Placeholders look like ``${Region}``. IAM's own policy variables (``${aws:username}``) contain a
+colon and are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+IAM_DIR = Path(__file__).resolve().parents[3] / "iam"
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
+# SageMaker lower-cases the names inside its ARNs; IAM compares ARNs case-sensitively, so a
+# policy naming "arn:...:endpoint/My-Endpoint" would never match the endpoint it is meant for.
+SAGEMAKER_ARN_PREFIX = "arn:${Partition}:sagemaker:"
+PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-iso-", "aws-iso"), ("us-isob-", "aws-iso-b"))
+
+
+class PolicyTemplateError(ValueError):
+    """A template is missing, or a value for it is missing or would widen the policy."""
+
+
+def template_names() -> list[str]:
+    """The templates in iam/, without the .json suffix."""
+    return sorted(path.stem for path in _iam_dir().glob("*.json"))
+
+
+def load_template(template_name: str) -> dict[str, Any]:
+    name = template_name.removesuffix(".json")
+    path = _iam_dir() / f"{name}.json"
+    if not path.is_file():
+        raise PolicyTemplateError(f"no IAM template {name!r}; there are: {', '.join(template_names())}")
+    return json.loads(path.read_text())
+
+
+def placeholders(template_name: str) -> set[str]:
+    """The names a template needs values for."""
+    return set(PLACEHOLDER.findall(json.dumps(load_template(template_name))))
+
+
+def render_policy(template_name: str, **values: str) -> dict[str, Any]:
+    """The template with every ``${Name}`` replaced; extra values are ignored.
+
+    ``Partition`` defaults to the partition of ``Region``. A missing value raises
+    PolicyTemplateError naming every missing one; so does a value holding a wildcard, which
+    would quietly turn a one-resource grant into a many-resource one.
+    """
+    values = {name: str(value) for name, value in values.items()}
+    if "Region" in values:
+        values.setdefault("Partition", partition_for(values["Region"]))
+    needed = placeholders(template_name)
+    missing = sorted(needed - values.keys())
+    if missing:
+        raise PolicyTemplateError(f"IAM template {template_name!r} needs values for: {', '.join(missing)}")
+    for name in sorted(needed):
+        _check_value(name, values[name])
+    return _substitute(load_template(template_name), values)
+
+
+def policy_json(template_name: str, **values: str) -> str:
+    """The rendered policy as the compact JSON string IAM's API takes."""
+    return json.dumps(render_policy(template_name, **values), separators=(",", ":"))
+
+
+def partition_for(region: str) -> str:
+    for prefix, partition in PARTITIONS:
+        if region.startswith(prefix):
+            return partition
+    return "aws"
+
+
+def image_account(image_uri: str) -> str:
+    """The registry account of an ECR image URI such as ``683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0``."""
+    account = image_uri.split(".", 1)[0]
+    if not re.fullmatch(r"\d{12}", account):
+        raise PolicyTemplateError(f"{image_uri!r} is not an ECR image URI")
+    return account
+
+
+def _iam_dir() -> Path:
+    if not IAM_DIR.is_dir():
+        raise PolicyTemplateError(
+            f"the iam/ templates are not at {IAM_DIR}; install l2c editable from its repository (pip install -e .)"
+        )
+    return IAM_DIR
+
+
+def _check_value(name: str, value: str) -> None:
+    if not value.strip():
+        raise PolicyTemplateError(f"the value for {name} is empty")
+    if any(char in value for char in "*?$\"") or any(char.isspace() for char in value):
+        raise PolicyTemplateError(f"the value for {name} must not hold wildcards, quotes, '$' or spaces: {value!r}")
+
+
+def _substitute(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {key: _substitute(child, values) for key, child in node.items()}
+    if isinstance(node, list):
+        return [_substitute(child, values) for child in node]
+    if isinstance(node, str):
+        lower = node.startswith(SAGEMAKER_ARN_PREFIX)
+        return PLACEHOLDER.sub(lambda match: _value(match.group(1), values, lower), node)
+    return node
+
+
+def _value(name: str, values: dict[str, str], lower: bool) -> str:
+    value = values[name]
+    return value.lower() if lower else value
