@@ -1,0 +1,250 @@
+"""Starting the two faces on uvicorn: blocking with N worker processes, or in a thread for tests.
+
+- :func:`serve_container` / :func:`serve_command` — ``l2c serve MODEL``: the container face.
+- :func:`serve_runtime` — the Runtime-API face in the foreground (the local cloud's process).
+- :func:`start_container_in_thread` / :func:`start_runtime_in_thread` — the same in a
+  background thread of this process, on a free port; returns a :class:`RunningServer`.
+
+Only loopback is a sensible host here: nothing authenticates the callers.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import uvicorn
+
+from l2c.artifact import ArtifactError, LoadedModel, load_artifact
+from l2c.serving.container import container_app
+from l2c.serving.engine import ContainerSettings
+
+MODEL_ENV = "L2C_SERVE_MODEL"
+REFRESH_ENV = "L2C_RUNTIME_REFRESH_SECONDS"
+STARTUP_TIMEOUT_SECONDS = 20.0
+# The container's gunicorn keeps idle connections 60 s; clients such as boto3 reuse them.
+KEEP_ALIVE_SECONDS = 60
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server running in a daemon thread of this process."""
+
+    host: str
+    port: int
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _fast_options() -> dict:
+    # httptools and uvloop are in requirements.txt; without them uvicorn falls back to h11/asyncio.
+    options = {"http": "h11", "loop": "asyncio"}
+    if importlib.util.find_spec("httptools"):
+        options["http"] = "httptools"
+    if importlib.util.find_spec("uvloop"):
+        options["loop"] = "uvloop"
+    return options
+
+
+def _config(app, host: str, port: int, **extra) -> uvicorn.Config:
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS, server_header=False, **_fast_options(), **extra,
+    )
+
+
+def start_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """Serve an ASGI app from a daemon thread; ``port=0`` picks a free port."""
+    server = uvicorn.Server(_config(app, host, port))
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{host}:{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the server on {host}:{port} did not start (port in use?)")
+        time.sleep(0.01)
+    bound_port = server.servers[0].sockets[0].getsockname()[1]
+    return RunningServer(host=host, port=bound_port, server=server, thread=thread)
+
+
+# --------------------------------------------------------------------------- container face
+
+
+def start_container_in_thread(
+    model: LoadedModel | str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    settings: ContainerSettings | None = None,
+) -> RunningServer:
+    """The container face for a model (a LoadedModel, model folder or tarball) in a thread."""
+    loaded = model if isinstance(model, LoadedModel) else load_artifact(model)
+    return start_in_thread(container_app(loaded, settings), host, port)
+
+
+def container_app_from_env():
+    """uvicorn factory for worker processes: the model path comes from ``L2C_SERVE_MODEL``."""
+    app = container_app(load_artifact(os.environ[MODEL_ENV]))
+    settle_garbage_collector()
+    return app
+
+
+def settle_garbage_collector() -> None:
+    """Keep the collector off the request path in a long-running server process.
+
+    Everything alive after start-up (numpy, pandas, xgboost, the model) is frozen out of the
+    collector's scans, and young-generation passes run less often: a full pass over the
+    imported libraries would otherwise add milliseconds to whichever request triggers it.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def serve_container(
+    model_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the container face in the foreground until interrupted.
+
+    ``workers`` defaults to one per CPU, as the container's gunicorn does. The model is loaded
+    (and checked) here first, so that a bad artifact fails before any worker starts; then
+    ``on_ready`` gets a one-line description of what is served where.
+    """
+    loaded = load_artifact(model_path)
+    settings = ContainerSettings.from_env()
+    workers = workers or os.cpu_count() or 1
+    log_to_stderr()
+    if on_ready is not None:
+        on_ready(
+            f"serving {model_path} ({loaded.objective}, {loaded.num_features} features) like the SageMaker XGBoost "
+            f"container on http://{host}:{port} with {workers} worker(s): GET /ping, POST /invocations; Ctrl-C stops"
+        )
+    if workers == 1:
+        app = container_app(loaded, settings)
+        settle_garbage_collector()
+        uvicorn.run(app, **_run_options(host, port))
+        return
+    os.environ[MODEL_ENV] = str(Path(model_path).resolve())
+    uvicorn.run("l2c.serving.server:container_app_from_env", factory=True, workers=workers, **_run_options(host, port))
+
+
+def serve_command(model: str, host: str = "127.0.0.1", port: int = 8080, workers: int | None = None) -> int:
+    """``l2c serve MODEL``: returns the exit code; prints one line, never a stack trace, on errors."""
+    try:
+        serve_container(model, host=host, port=port, workers=workers, on_ready=announce)
+    except (ArtifactError, OSError, ValueError) as err:
+        announce(f"error: {err}")
+        return 1
+    return 0
+
+
+def announce(line: str) -> None:
+    print(line, flush=True)
+
+
+def _run_options(host: str, port: int) -> dict:
+    return {
+        "host": host, "port": port, "log_level": "warning", "access_log": False, "lifespan": "off",
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS, "server_header": False, **_fast_options(),
+    }
+
+
+# --------------------------------------------------------------------------- runtime-API face
+
+
+def start_runtime_in_thread(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    refresh_seconds: float | None = None,
+    control_plane=None,
+) -> RunningServer:
+    """The Runtime-API face in a thread, resolving endpoints through boto3.
+
+    boto3 finds the control plane the usual way, so set ``AWS_ENDPOINT_URL`` (moto), region
+    and credentials in the environment first. ``control_plane`` replaces boto3 in unit tests.
+    """
+    from l2c.serving.runtime_api import runtime_app
+
+    return start_in_thread(runtime_app(refresh_seconds=refresh_seconds, control_plane=control_plane), host, port)
+
+
+def runtime_app_from_env():
+    """uvicorn factory for the Runtime-API face's worker processes."""
+    from l2c.serving.runtime_api import runtime_app
+
+    app = runtime_app()
+    settle_garbage_collector()
+    return app
+
+
+def serve_runtime(host: str = "127.0.0.1", port: int = 8081, workers: int = 1, refresh_seconds: float | None = None) -> None:
+    """Serve the Runtime-API face in the foreground until interrupted (for the local cloud's process)."""
+    if refresh_seconds is not None:
+        os.environ[REFRESH_ENV] = str(refresh_seconds)
+    log_to_stderr()
+    if workers == 1:
+        uvicorn.run(runtime_app_from_env(), **_run_options(host, port))
+        return
+    uvicorn.run("l2c.serving.server:runtime_app_from_env", factory=True, workers=workers, **_run_options(host, port))
+
+
+def log_to_stderr() -> None:
+    """Show the server's warnings (failed look-ups, our own bugs) when it runs in the foreground."""
+    logger = logging.getLogger("l2c.serving")
+    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m l2c.serving.server container MODEL`` or ``... runtime``: one face in the foreground."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m l2c.serving.server", description="Serve one face of l2c's runtime.")
+    faces = parser.add_subparsers(dest="face", required=True)
+    container = faces.add_parser("container", help="GET /ping, POST /invocations for one model")
+    container.add_argument("model", help="a model folder, model.tar.gz or booster file")
+    runtime = faces.add_parser("runtime", help="POST /endpoints/{name}/invocations, resolved through boto3")
+    runtime.add_argument("--refresh-seconds", type=float, default=None)
+    for face, default_port in ((container, 8080), (runtime, 8081)):
+        face.add_argument("--host", default="127.0.0.1")
+        face.add_argument("--port", type=int, default=default_port)
+        face.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.face == "container":
+        return serve_command(args.model, host=args.host, port=args.port, workers=args.workers)
+    serve_runtime(host=args.host, port=args.port, workers=args.workers or 1, refresh_seconds=args.refresh_seconds)
+    return 0
+
+
+logging.getLogger("l2c.serving").addHandler(logging.NullHandler())
+
+if __name__ == "__main__":
+    raise SystemExit(main())
