@@ -128,6 +128,207 @@ def check(model_dir: Path = typer.Argument(..., help="A model folder, e.g. model
     console.print("[green]ok[/]: the container will load this artifact")
 
 
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="A model folder (e.g. models/iris), a model.tar.gz or a booster file."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; nothing authenticates callers, keep loopback."),
+    port: int = typer.Option(8080, help="Port (8080, as the container)."),
+    workers: Optional[int] = typer.Option(None, help="Worker processes (default: one per CPU, as the container)."),
+) -> None:
+    """Serve a model like SageMaker's XGBoost container: GET /ping, POST /invocations (docs/serving.md)."""
+    from l2c.artifact import ArtifactError
+    from l2c.serving.server import serve_container
+
+    try:
+        serve_container(model, host=host, port=port, workers=workers, on_ready=lambda line: console.print(line, highlight=False))
+    except (ArtifactError, OSError, ValueError) as err:
+        fail(str(err))
+
+
+# --------------------------------------------------------------------------- deploy / destroy / status / invoke / up / demo
+
+
+def _cloud_errors():
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from l2c.artifact import ArtifactError
+    from l2c.cloud.policies import PolicyTemplateError
+    from l2c.cloud.session import CloudError
+
+    return (CloudError, ArtifactError, PolicyTemplateError, ClientError, BotoCoreError, OSError)
+
+
+def _connect(aws: bool, region: Optional[str], profile: Optional[str]):
+    from l2c.cloud.session import AWS, LOCAL, connect
+
+    return connect(AWS if aws else LOCAL, region=region, profile=profile)
+
+
+def _deploy_options(instance_type, instance_count, serverless, memory_mb, max_concurrency, autoscale, public,
+                    role_arn, lambda_role_arn, rate_limit, burst_limit, quota):
+    from l2c.cloud.apigateway import Limits
+    from l2c.cloud.sagemaker import Hosting
+    from l2c.cloud.stack import DeployOptions
+
+    hosting = Hosting(instance_type=instance_type, instance_count=instance_count,
+                      serverless_memory_mb=memory_mb if serverless else None, serverless_max_concurrency=max_concurrency)
+    scale = None
+    if autoscale:
+        low, _, high = autoscale.partition(":")
+        if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high)):
+            fail(f"--autoscale takes MIN:MAX, e.g. 1:4 (got {autoscale!r})")
+        scale = (int(low), int(high))
+    return DeployOptions(hosting=hosting, public=public, role_arn=role_arn, lambda_role_arn=lambda_role_arn,
+                         autoscale=scale, limits=Limits(rate_limit=rate_limit, burst_limit=burst_limit, quota_limit=quota))
+
+
+AWS_OPTION = typer.Option(False, "--aws", help="Real AWS (default: the local cloud started by `l2c up`).")
+YES_OPTION = typer.Option(False, "--yes", "-y", help="With --aws: do not ask for confirmation.")
+REGION_OPTION = typer.Option(None, help="AWS region (default: your AWS configuration).")
+PROFILE_OPTION = typer.Option(None, help="AWS profile (default: your AWS configuration).")
+
+
+@app.command()
+def deploy(
+    name: str = typer.Argument(..., help="The model to deploy, from models/NAME (iris, house-price)."),
+    model_dir: Optional[Path] = typer.Option(None, help="Deploy this model folder instead of models/NAME."),
+    aws: bool = AWS_OPTION,
+    yes: bool = YES_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+    instance_type: str = typer.Option("ml.m5.large", help="Endpoint instance type."),
+    instance_count: int = typer.Option(1, min=1, help="Endpoint instance count."),
+    serverless: bool = typer.Option(False, "--serverless", help="Serverless endpoint (billed per request) instead of instances."),
+    memory_mb: int = typer.Option(2048, help="With --serverless: memory in MB (1024 to 6144, in steps of 1024)."),
+    max_concurrency: int = typer.Option(5, help="With --serverless: concurrent requests (1 to 200)."),
+    autoscale: Optional[str] = typer.Option(None, metavar="MIN:MAX", help="Scale instances between MIN and MAX on traffic."),
+    public: bool = typer.Option(False, "--public", help="No API key: anyone with the URL can call the API and run up the bill."),
+    role_arn: Optional[str] = typer.Option(None, help="Use this SageMaker execution role instead of creating one."),
+    lambda_role_arn: Optional[str] = typer.Option(None, help="Use this role for the Lambda function instead of creating one."),
+    rate_limit: float = typer.Option(20.0, help="Usage plan: steady requests per second."),
+    burst_limit: int = typer.Option(40, help="Usage plan: burst of requests."),
+    quota: int = typer.Option(10_000, help="Usage plan: requests per day."),
+) -> None:
+    """Deploy a model as an HTTPS prediction API: S3, IAM, SageMaker endpoint, Lambda, API Gateway."""
+    from l2c.cloud import stack
+    from l2c.cloud.display import print_deployment
+    from l2c.cloud.progress import ConsoleReporter
+
+    options = _deploy_options(instance_type, instance_count, serverless, memory_mb, max_concurrency, autoscale,
+                              public, role_arn, lambda_role_arn, rate_limit, burst_limit, quota)
+    try:
+        session = _connect(aws, region, profile)
+        if aws:
+            console.print(f"[bold]l2c deploy {name}[/] will create, in AWS account {session.account} ({session.region}):")
+            for line in stack.plan(name, session, options):
+                console.print(f"  - {line}", highlight=False)
+            if not yes and not typer.confirm("Go ahead?", default=False):
+                fail("nothing was created", code=1)
+        if public:
+            errors.print("[bold yellow]warning:[/] --public: the API takes requests from anyone who has the URL")
+        deployment = stack.deploy(name, model_dir, session=session, options=options, reporter=ConsoleReporter(console))
+    except _cloud_errors() as err:
+        fail(str(err))
+    print_deployment(deployment, console)
+
+
+@app.command()
+def destroy(
+    name: Optional[str] = typer.Argument(None, help="The stack (model name) to delete."),
+    all_stacks: bool = typer.Option(False, "--all", help="Delete every l2c stack in the account and region."),
+    aws: bool = AWS_OPTION,
+    yes: bool = YES_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+) -> None:
+    """Delete a stack (or --all) in reverse order, then verify by listing every service that nothing is left."""
+    from l2c.cloud import stack
+    from l2c.cloud.progress import ConsoleReporter
+
+    if (name is None) == (not all_stacks):
+        fail("name one stack to destroy, or pass --all")
+    try:
+        session = _connect(aws, region, profile)
+        what = "every l2c stack" if all_stacks else f"stack {name}"
+        if aws and not yes and not typer.confirm(f"Delete {what} in {session.region}?", default=False):
+            fail("nothing was deleted")
+        report = stack.destroy(name, everything=all_stacks, session=session, reporter=ConsoleReporter(console))
+    except _cloud_errors() as err:
+        fail(str(err))
+    console.print(f"[green]destroyed[/] {', '.join(report.stacks) or 'nothing (no stack found)'}; nothing of it is left")
+
+
+@app.command()
+def status(
+    aws: bool = AWS_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+) -> None:
+    """List every l2c resource per stack, and the endpoints that bill by the hour."""
+    from l2c.cloud import stack
+    from l2c.cloud.display import print_status
+
+    try:
+        current = stack.status(_connect(aws, region, profile))
+    except _cloud_errors() as err:
+        fail(str(err))
+    print_status(current, console)
+
+
+@app.command()
+def invoke(
+    name: str = typer.Argument(..., help="The stack (model name) to call."),
+    rows: str = typer.Argument(..., help="CSV rows, ';' between rows, e.g. '5.1,3.5,1.4,0.2'."),
+    api: bool = typer.Option(False, "--api", help="Go through the public API with its key, not straight to the endpoint."),
+    aws: bool = AWS_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+) -> None:
+    """Get predictions for rows from a deployed stack, straight from the endpoint or through the API."""
+    from l2c.cloud import stack
+
+    lines = "\n".join(row.strip() for row in rows.split(";") if row.strip())
+    try:
+        session = _connect(aws, region, profile)
+        if api:
+            code, answer = stack.call_api(name, {"data": lines}, session=session)
+            console.print(f"HTTP {code}", highlight=False)
+        else:
+            answer = stack.invoke(name, lines, session=session)
+    except _cloud_errors() as err:
+        fail(str(err))
+    console.print_json(json.dumps(answer))
+
+
+@app.command()
+def up(
+    control_plane_port: int = typer.Option(4566, help="Port of the control plane (moto: S3, IAM, SageMaker, Lambda, ...)."),
+    runtime_port: int = typer.Option(4567, help="Port of the SageMaker runtime (invoke_endpoint)."),
+    api_port: int = typer.Option(4568, help="Port of the API Gateway stage URLs."),
+    no_deploy: bool = typer.Option(False, "--no-deploy", help="Start the cloud empty, without deploying the two models."),
+    models_dir: Path = typer.Option(Path("models"), help="Where the models are (trained there if missing)."),
+) -> None:
+    """Start the embedded local cloud on 127.0.0.1, deploy both models into it, serve until Ctrl-C."""
+    from l2c.local.cloud import Ports
+    from l2c.local.cloud import up as run_up
+
+    try:
+        run_up(Ports(control_plane_port, runtime_port, api_port), not no_deploy, models_dir, console)
+    except _cloud_errors() as err:
+        fail(str(err))
+
+
+@app.command()
+def demo(models_dir: Path = typer.Option(Path("models"), help="Where the models are (trained there if missing).")) -> None:
+    """Train if needed, start the local cloud, deploy both models, call them over HTTP, destroy, stop."""
+    from l2c.local.demo import run_demo
+
+    try:
+        run_demo(models_dir, console)
+    except _cloud_errors() as err:
+        fail(str(err))
+
+
 def main() -> None:
     app()
 

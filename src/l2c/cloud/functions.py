@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import time
 import zipfile
@@ -215,8 +216,6 @@ def allow_invoke_from(session: CloudSession, function: str, statement_id: str, s
 
 
 def resource_policy(session: CloudSession, function: str) -> list[dict]:
-    import json
-
     try:
         policy = session.client("lambda").get_policy(FunctionName=function)["Policy"]
     except ClientError as err:

@@ -40,11 +40,11 @@ class ConsoleReporter(Reporter):
 
     def step(self, message: str) -> None:
         super().step(message)
-        self.console.print(f"  [green]✓[/] {message}", highlight=False)
+        self.console.print(f"  [green]✓[/] {message}", highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         super().warn(message)
-        self.console.print(f"  [bold yellow]![/] {message}", highlight=False)
+        self.console.print(f"  [bold yellow]![/] {message}", highlight=False, soft_wrap=True)
 
     @contextmanager
     def waiting(self, message: str) -> Iterator[None]:
@@ -52,4 +52,4 @@ class ConsoleReporter(Reporter):
         started = time.monotonic()
         with self.console.status(f"{message} ...", spinner="dots"):
             yield
-        self.console.print(f"  [green]✓[/] {message} ({time.monotonic() - started:.0f} s)", highlight=False)
+        self.console.print(f"  [green]✓[/] {message} ({time.monotonic() - started:.0f} s)", highlight=False, soft_wrap=True)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from urllib.parse import quote
 
-from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 
 from l2c.cloud import tags
@@ -60,10 +59,11 @@ class Hosting:
         return variant
 
     def digest(self) -> str:
-        settings = {"serverless": self.serverless, **asdict(self)} if self.serverless else {
-            "instance_type": self.instance_type,
-            "instance_count": self.instance_count,
-        }
+        """Six hex digits naming these settings in the endpoint config's name."""
+        if self.serverless:
+            settings = {"memory": self.serverless_memory_mb, "concurrency": self.serverless_max_concurrency}
+        else:
+            settings = {"instance_type": self.instance_type, "instance_count": self.instance_count}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
 
     def describe(self) -> str:
@@ -181,12 +181,7 @@ def ensure_endpoint(
 
 def _update_or_replace(session: CloudSession, endpoint: str, config: str, wanted_tags: dict) -> str:
     # One attempt: an unimplemented operation must not be retried with back-off five times.
-    sm_once = session.boto.client(
-        "sagemaker",
-        region_name=session.region,
-        endpoint_url=session.endpoints.get("sagemaker") or session.endpoints.get("*"),
-        config=session.config.merge(Config(retries={"mode": "standard", "max_attempts": 1})),
-    )
+    sm_once = session.client("sagemaker", attempts=1)
     try:
         sm_once.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
         return "updated"

@@ -59,13 +59,17 @@ class CloudSession:
     config: Config = field(default_factory=lambda: Config(retries=_RETRIES))
     _clients: dict = field(default_factory=dict, repr=False)
 
-    def client(self, service: str):
-        if service not in self._clients:
+    def client(self, service: str, attempts: int | None = None):
+        """A cached boto3 client; ``attempts`` overrides the retry budget (1: no retries)."""
+        if (service, attempts) not in self._clients:
+            config = self.config
+            if attempts is not None:
+                config = config.merge(Config(retries={"mode": "standard", "max_attempts": attempts}))
             endpoint = self.endpoints.get(service) or self.endpoints.get("*")
-            self._clients[service] = self.boto.client(
-                service, region_name=self.region, config=self.config, endpoint_url=endpoint
+            self._clients[service, attempts] = self.boto.client(
+                service, region_name=self.region, config=config, endpoint_url=endpoint
             )
-        return self._clients[service]
+        return self._clients[service, attempts]
 
     def arn(self, service: str, resource: str, region: str | None = None) -> str:
         region = self.region if region is None else region
@@ -93,7 +97,8 @@ def connect(target: str = AUTO, region: str | None = None, profile: str | None =
         return _connect_local(region)
     boto = _aws_session(profile, region)
     config = Config(retries=_RETRIES, ignore_configured_endpoint_urls=(target == AWS))
-    region = boto.region_name
+    # boto3 sessions read AWS_DEFAULT_REGION; AWS_REGION is what Lambda and most tools set.
+    region = boto.region_name or os.environ.get("AWS_REGION")
     if not region:
         raise CloudError(
             "no AWS region is configured: set AWS_REGION (for example us-east-1), "
@@ -190,5 +195,11 @@ def caller_role_arn(session: CloudSession) -> str | None:
     if len(parts) < 6 or not parts[5].startswith("assumed-role/"):
         return None
     role_name = parts[5].split("/")[1]
-    role = session.client("iam").get_role(RoleName=role_name)["Role"]
-    return role["Arn"]
+    try:
+        # The STS ARN drops the role's path (SageMaker's roles live under /service-role/).
+        return session.client("iam").get_role(RoleName=role_name)["Role"]["Arn"]
+    except ClientError as err:
+        raise CloudError(
+            f"cannot read role {role_name} ({err.response['Error'].get('Code')}); pass its ARN instead "
+            "(SageMaker console: the notebook's IAM role ARN)"
+        ) from None

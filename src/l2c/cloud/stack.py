@@ -1,0 +1,599 @@
+"""Deploy a model as a prediction API, see what runs, and take it all down again.
+
+A *stack* is one model's deployment, named after the model (``iris``, ``house-price``):
+
+    S3 object -> IAM roles -> SageMaker model -> endpoint config -> endpoint
+              -> log group -> Lambda function -> API resource + method -> stage, key, usage plan
+
+Every step first looks at what exists, so running deploy again changes nothing, and a deploy
+that stopped half-way is finished by the next one. Destroy walks the same list backwards,
+tolerates whatever is missing, and then lists every service to prove nothing is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from l2c import checks
+from l2c.artifact import TARBALL_NAME
+from l2c.cloud import apigateway, functions, iam, inventory, policies, s3, sagemaker, tags
+from l2c.cloud.apigateway import Limits
+from l2c.cloud.inventory import Resource
+from l2c.cloud.progress import ConsoleReporter, Reporter
+from l2c.cloud.sagemaker import Hosting
+from l2c.cloud.session import AUTO, CloudError, CloudSession, connect, state_dir
+
+STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+POSTMAN_DIR = Path(__file__).resolve().parents[3] / "postman"
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    hosting: Hosting = field(default_factory=Hosting)
+    public: bool = False  # no API key on the method: anyone with the URL can call (and bill) it
+    role_arn: str | None = None  # an existing SageMaker execution role, for callers who may not create roles
+    lambda_role_arn: str | None = None
+    autoscale: tuple[int, int] | None = None
+    limits: Limits = field(default_factory=Limits)
+    lambda_timeout: int = functions.DEFAULT_TIMEOUT_S
+    max_rows: int = functions.DEFAULT_MAX_ROWS
+    api_key_value: str | None = None  # None: AWS generates the key (the local cloud's `l2c up` fixes one)
+
+
+@dataclass
+class Deployment:
+    """What a deploy made, and how to call it."""
+
+    stack: str
+    region: str
+    target: str
+    model_version: str
+    model_data_url: str
+    endpoint: str
+    endpoint_change: str
+    function: str
+    api_id: str
+    url: str
+    api_key: str | None
+    postman_environment: Path | None = None
+    changes: list[str] = field(default_factory=list)
+
+    def curl(self, body: str = '{"data": "..."}') -> str:
+        parts = ["curl", "-sS", "-X", "POST", self.url, "-H", "Content-Type: application/json"]
+        if self.api_key:
+            parts += ["-H", f"x-api-key: {self.api_key}"]
+        return " ".join(shlex.quote(part) for part in parts + ["-d", body])
+
+    def summary(self) -> list[str]:
+        lines = [
+            f"endpoint   {self.endpoint} ({self.endpoint_change}), model version {self.model_version}",
+            f"function   {self.function}",
+            f"invoke URL {self.url}",
+            f"API key    {self.api_key}" if self.api_key else "API key    none: this API is PUBLIC",
+        ]
+        if self.postman_environment:
+            lines.append(f"Postman    environment written to {self.postman_environment}")
+        return lines
+
+
+def check_stack_name(name: str) -> str:
+    if not STACK_NAME.match(name):
+        raise CloudError(
+            f"{name!r} cannot name a stack: use 2-32 lower-case letters, digits and hyphens, "
+            "starting with a letter (it becomes part of AWS resource names)"
+        )
+    return name
+
+
+def model_version(card: dict) -> str:
+    """The first 12 hex digits of the booster's SHA-256: a new model is a new version."""
+    return card["booster_sha256"][:12]
+
+
+# --------------------------------------------------------------------------- deploy, step by step
+
+
+@dataclass
+class Stack:
+    """One deploy in progress: what it is deploying, and what each step has made so far.
+
+    The notebooks run the steps one by one, as the tutorial does them by hand; ``deploy`` runs
+    them all. Each step can be run again: it finds what exists and changes only what differs.
+    """
+
+    name: str
+    model_dir: Path
+    card: dict
+    session: CloudSession
+    options: DeployOptions
+    reporter: Reporter
+    bucket: str = ""
+    model_data_url: str = ""
+    sagemaker_role_arn: str = ""
+    lambda_role_arn: str = ""
+    model_name: str = ""
+    endpoint_config: str = ""
+    endpoint: str = ""
+    endpoint_change: str = ""
+    function_arn: str = ""
+    api_id: str = ""
+    url: str = ""
+    api_key: str | None = None
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def version(self) -> str:
+        return model_version(self.card)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return tags.stack_tags(self.name)
+
+    def changed(self, what: str, really: bool = True) -> None:
+        if really:
+            self.changes.append(what)
+
+
+def prepare(
+    name: str,
+    model_dir: Path | str | None = None,
+    *,
+    session: CloudSession | None = None,
+    target: str = AUTO,
+    options: DeployOptions | None = None,
+    reporter: Reporter | None = None,
+) -> Stack:
+    """Check the artifact as the container will load it (`l2c check`), then open the session."""
+    check_stack_name(name)
+    model_dir = Path(model_dir) if model_dir is not None else Path("models") / name
+    checks.check_model_dir(model_dir)  # an artifact the container would mis-load never reaches S3
+    return Stack(
+        name=name,
+        model_dir=model_dir,
+        card=checks.read_card(model_dir),
+        session=session or connect(target),
+        options=options or DeployOptions(),
+        reporter=reporter if reporter is not None else ConsoleReporter(),
+    )
+
+
+def deploy(name: str, model_dir: Path | str | None = None, **settings) -> Deployment:
+    """Deploy ``models/<name>`` (or ``model_dir``) as a stack; safe to run again at any point.
+
+    ``settings`` are those of :func:`prepare`: session or target, options, reporter.
+    """
+    stack = prepare(name, model_dir, **settings)
+    for step in (upload_model, create_roles, create_model, create_endpoint_config, create_endpoint, create_function):
+        step(stack)
+    return create_api(stack)
+
+
+def upload_model(stack: Stack) -> str:
+    """Step 1: the hardened bucket, and the artifact under its versioned key."""
+    session = stack.session
+    stack.bucket = s3.bucket_name(session)
+    stack.changed(f"bucket {stack.bucket} created", s3.ensure_bucket(session, stack.bucket))
+    stack.reporter.step(f"bucket {stack.bucket}: public access blocked, encrypted, TLS only")
+    key = s3.artifact_key(stack.name, stack.version)
+    tarball = stack.model_dir / TARBALL_NAME
+    stack.changed(f"uploaded {key}", s3.upload_artifact(session, stack.bucket, key, tarball, _sha256_of(tarball)))
+    stack.model_data_url = s3.s3_uri(stack.bucket, key)
+    stack.reporter.step(f"artifact {stack.model_data_url}")
+    return stack.model_data_url
+
+
+def create_roles(stack: Stack) -> tuple[str, str]:
+    """Step 2: SageMaker's execution role and the function's role, from the iam/ templates."""
+    session, name, options = stack.session, stack.name, stack.options
+    bucket = stack.bucket or s3.bucket_name(session)
+    if options.role_arn:
+        stack.sagemaker_role_arn = options.role_arn
+        stack.reporter.step(f"SageMaker execution role {options.role_arn} (given)")
+    else:
+        stack.sagemaker_role_arn, changed = iam.ensure_role(session, sagemaker_role_spec(session, name, bucket), stack.tags)
+        stack.changed("SageMaker role", changed)
+        stack.reporter.step(f"SageMaker execution role {iam.role_name(name, 'sagemaker')}: reads s3://{bucket}/{name}/ only")
+    if options.lambda_role_arn:
+        stack.lambda_role_arn = options.lambda_role_arn
+        stack.reporter.step(f"Lambda role {options.lambda_role_arn} (given)")
+    else:
+        stack.lambda_role_arn, changed = iam.ensure_role(session, lambda_role_spec(session, name), stack.tags)
+        stack.changed("Lambda role", changed)
+        stack.reporter.step(f"Lambda role {iam.role_name(name, 'lambda')}: invokes endpoint {sagemaker.endpoint_name(name)} only")
+    return stack.sagemaker_role_arn, stack.lambda_role_arn
+
+
+def sagemaker_role_spec(session: CloudSession, name: str, bucket: str) -> iam.RoleSpec:
+    values = {
+        "Region": session.region,
+        "Account": session.account,
+        "BucketName": bucket,
+        "ModelPrefix": f"{name}/",
+        "ImageAccount": policies.image_account(image_uri(session.region)),
+        "EndpointName": sagemaker.endpoint_name(name),
+    }
+    return iam.RoleSpec(
+        name=iam.role_name(name, "sagemaker"),
+        description=f"l2c: SageMaker execution role of stack {name}",
+        trust_policy=policies.render_policy("sagemaker-trust-policy", **values),
+        policy_name="l2c-sagemaker-execution",
+        policy=policies.render_policy("sagemaker-execution-policy", **values),
+    )
+
+
+def lambda_role_spec(session: CloudSession, name: str) -> iam.RoleSpec:
+    values = {
+        "Region": session.region,
+        "Account": session.account,
+        "EndpointName": sagemaker.endpoint_name(name),
+        "FunctionName": functions.function_name(name),
+    }
+    return iam.RoleSpec(
+        name=iam.role_name(name, "lambda"),
+        description=f"l2c: role of the prediction function of stack {name}",
+        trust_policy=policies.render_policy("lambda-trust-policy", **values),
+        policy_name="l2c-invoke-endpoint",
+        policy=policies.render_policy("lambda-invoke-endpoint-policy", **values),
+    )
+
+
+def image_uri(region: str) -> str:
+    """The XGBoost 3.2-0 image for the region (the SDK's table is slow to import: once)."""
+    from l2c import versions
+
+    if region not in _IMAGES:
+        _IMAGES[region] = versions.image_uri(region)
+    return _IMAGES[region]
+
+
+_IMAGES: dict[str, str] = {}
+
+
+def create_model(stack: Stack) -> str:
+    """Step 3: the SageMaker model: the XGBoost image, the artifact, the execution role."""
+    _require(stack, "model_data_url", upload_model)
+    _require(stack, "sagemaker_role_arn", create_roles)
+    stack.model_name = sagemaker.model_name(stack.name, stack.version)
+    image = image_uri(stack.session.region)
+    created = sagemaker.ensure_model(
+        stack.session, stack.model_name, image, stack.model_data_url, stack.sagemaker_role_arn, stack.tags
+    )
+    stack.changed(f"model {stack.model_name}", created)
+    stack.reporter.step(f"SageMaker model {stack.model_name} on {image.split('/', 1)[1]}")
+    return stack.model_name
+
+
+def create_endpoint_config(stack: Stack) -> str:
+    """Step 4: how the endpoint runs: instance type and count, or serverless."""
+    _require(stack, "model_name", create_model)
+    hosting = stack.options.hosting
+    stack.endpoint_config = sagemaker.endpoint_config_name(stack.name, stack.version, hosting)
+    created = sagemaker.ensure_endpoint_config(stack.session, stack.endpoint_config, stack.model_name, hosting, stack.tags)
+    stack.changed(f"endpoint config {stack.endpoint_config}", created)
+    stack.reporter.step(f"endpoint config {stack.endpoint_config}: {hosting.describe()}")
+    return stack.endpoint_config
+
+
+def create_endpoint(stack: Stack) -> str:
+    """Step 5: the endpoint, waited on until InService; a new version replaces the old one."""
+    _require(stack, "endpoint_config", create_endpoint_config)
+    session, options = stack.session, stack.options
+    stack.endpoint = sagemaker.endpoint_name(stack.name)
+    stack.endpoint_change = sagemaker.ensure_endpoint(session, stack.endpoint, stack.endpoint_config, stack.tags, stack.reporter)
+    stack.changed(f"endpoint {stack.endpoint_change}", stack.endpoint_change != "unchanged")
+    stack.reporter.step(f"endpoint {stack.endpoint} InService ({stack.endpoint_change})")
+    _remove_superseded(stack)
+    if options.autoscale:
+        if options.hosting.serverless:
+            raise CloudError("--autoscale applies to instance endpoints; serverless ones scale by themselves")
+        sagemaker.register_autoscaling(session, stack.endpoint, *options.autoscale)
+        stack.reporter.step(f"autoscaling {options.autoscale[0]}-{options.autoscale[1]} instances on invocations")
+    return stack.endpoint
+
+
+def _remove_superseded(stack: Stack) -> None:
+    """Older versions' configs, models and artifacts, once the endpoint no longer uses them."""
+    for resource in inventory.sagemaker_resources(stack.session, stack.name):
+        if resource.kind == "endpoint-config" and resource.name != stack.endpoint_config:
+            sagemaker.delete_endpoint_config(stack.session, resource.name)
+            stack.reporter.step(f"removed superseded endpoint config {resource.name}")
+        elif resource.kind == "model" and resource.name != stack.model_name:
+            sagemaker.delete_model(stack.session, resource.name)
+            stack.reporter.step(f"removed superseded model {resource.name}")
+    bucket = stack.bucket or s3.bucket_name(stack.session)
+    current = s3.artifact_key(stack.name, stack.version)
+    old = [key for key in s3.list_keys(stack.session, bucket, f"{stack.name}/") if key != current]
+    if old:
+        s3.delete_keys(stack.session, bucket, old)
+        stack.reporter.step(f"removed superseded artifact(s) {', '.join(old)}")
+
+
+def create_function(stack: Stack) -> str:
+    """Step 6: the Lambda function (lambda/ zipped, python3.13), its settings from the model card."""
+    _require(stack, "lambda_role_arn", create_roles)
+    function = functions.function_name(stack.name)
+    endpoint = stack.endpoint or sagemaker.endpoint_name(stack.name)
+    functions.ensure_log_group(stack.session, function, stack.tags)
+    spec = functions.FunctionSpec(
+        name=function,
+        role_arn=stack.lambda_role_arn,
+        code=functions.build_zip(functions.lambda_source_dir()),
+        environment=functions.environment_from_card(stack.card, endpoint, stack.options.max_rows),
+        timeout=stack.options.lambda_timeout,
+    )
+    stack.function_arn, change = functions.ensure_function(stack.session, spec, stack.tags)
+    stack.changed(f"function {change}", change != "unchanged")
+    stack.reporter.step(f"Lambda function {function} ({change}), settings from the model card")
+    return stack.function_arn
+
+
+def create_api(stack: Stack) -> Deployment:
+    """Step 7: the REST API route, its invoke permission, the stage, the key and usage plan."""
+    _require(stack, "function_arn", create_function)
+    session, options, name = stack.session, stack.options, stack.name
+    stack.api_id = _ensure_route(stack)
+    plan_id = apigateway.ensure_usage_plan(session, stack.api_id, options.limits)
+    _, key = apigateway.ensure_api_key(session, plan_id, options.api_key_value)
+    stack.api_key = None if options.public else key
+    base_url = apigateway.invoke_url(session, stack.api_id)
+    stack.url = f"{base_url}/{apigateway.resource_path(name)}"
+    if options.public:
+        stack.reporter.warn(f"{stack.url} is PUBLIC: anyone with the URL can call it and run up the bill")
+    else:
+        limits = options.limits
+        stack.reporter.step(
+            f"API key required; usage plan {limits.rate_limit:g} req/s (burst {limits.burst_limit}), "
+            f"{limits.quota_limit}/{limits.quota_period.lower()}"
+        )
+    deployment = deployment_of(stack)
+    deployment.postman_environment = write_postman_environment(session, base_url, key)
+    return deployment
+
+
+def _ensure_route(stack: Stack) -> str:
+    session, name = stack.session, stack.name
+    api_id, created = apigateway.ensure_rest_api(session)
+    stack.changed("REST API created", created)
+    path = apigateway.resource_path(name)
+    resource_id = apigateway.ensure_resource(session, api_id, path)
+    uri = apigateway.integration_uri(session, stack.function_arn)
+    stack.changed(f"POST /{path}", apigateway.ensure_post_method(session, api_id, resource_id, uri, not stack.options.public))
+    source_arn = apigateway.method_arn(session, api_id, path)
+    function = functions.function_name(name)
+    stack.changed("invoke permission", functions.allow_invoke_from(session, function, f"l2c-{name}-apigateway", source_arn))
+    stack.changed(f"stage {apigateway.STAGE} deployed", apigateway.ensure_stage_deployed(session, api_id))
+    stack.reporter.step(f"API POST /{path} -> {function} (Lambda proxy), stage {apigateway.STAGE}")
+    return api_id
+
+
+def _require(stack: Stack, attribute: str, step) -> None:
+    if not getattr(stack, attribute):
+        raise CloudError(f"run {step.__name__}() first: this step needs its result ({attribute})")
+
+
+def deployment_of(stack: Stack) -> Deployment:
+    return Deployment(
+        stack=stack.name,
+        region=stack.session.region,
+        target=stack.session.target,
+        model_version=stack.version,
+        model_data_url=stack.model_data_url,
+        endpoint=stack.endpoint,
+        endpoint_change=stack.endpoint_change,
+        function=functions.function_name(stack.name),
+        api_id=stack.api_id,
+        url=stack.url,
+        api_key=stack.api_key,
+        changes=list(stack.changes),
+    )
+
+
+def _sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_postman_environment(session: CloudSession, base_url: str, api_key: str) -> Path:
+    """Fill the committed Postman environment's values into ``.l2c/`` (gitignored: it holds the key)."""
+    name = "local" if session.is_local else "aws"
+    templates = [POSTMAN_DIR / f"{name}.postman_environment{suffix}.json" for suffix in ("", ".template")]
+    template = next((path for path in templates if path.is_file()), None)
+    environment = json.loads(template.read_text()) if template else _blank_environment(name)
+    values = {"baseUrl": base_url, "apiKey": api_key}
+    present = {item["key"] for item in environment["values"]}
+    for item in environment["values"]:
+        if item["key"] in values:
+            item["value"] = values[item["key"]]
+    for key, value in values.items():
+        if key not in present:
+            environment["values"].append({"key": key, "value": value, "type": "default", "enabled": True})
+    path = state_dir() / f"{name}.postman_environment.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(environment, indent=2) + "\n")
+    return path
+
+
+def _blank_environment(name: str) -> dict:
+    return {"name": f"l2c {name}", "values": [], "_postman_variable_scope": "environment"}
+
+
+# --------------------------------------------------------------------------- plan (what --aws will bill)
+
+
+def plan(name: str, session: CloudSession, options: DeployOptions | None = None) -> list[str]:
+    """What a deploy creates, and which of it keeps costing money until destroyed."""
+    options = options or DeployOptions()
+    bucket = s3.bucket_name(session)
+    endpoint = sagemaker.endpoint_name(name)
+    return [
+        f"S3 bucket {bucket} (if missing) and the model artifact: storage, cents a month",
+        f"IAM roles {iam.role_name(name, 'sagemaker')} and {iam.role_name(name, 'lambda')}: free",
+        "SageMaker model and endpoint configuration: free",
+        f"SageMaker endpoint {endpoint}: {options.hosting.describe()}  <- KEEPS BILLING until `l2c destroy {name} --aws`",
+        f"Lambda function {functions.function_name(name)} and its log group: per request and per GB of logs",
+        f"API Gateway REST API {apigateway.API_NAME}, stage {apigateway.STAGE}, "
+        + ("no API key (PUBLIC)" if options.public else "API key and usage plan")
+        + ": per request",
+    ]
+
+
+# --------------------------------------------------------------------------- status / invoke
+
+
+@dataclass
+class Status:
+    region: str
+    target: str
+    resources: list[Resource]
+
+    @property
+    def stacks(self) -> list[str]:
+        return inventory.stacks(self.resources)
+
+    def of(self, stack: str | None) -> list[Resource]:
+        return [resource for resource in self.resources if resource.stack == stack]
+
+    @property
+    def billing(self) -> list[Resource]:
+        """Running endpoints: what costs money by the hour."""
+        return [r for r in self.resources if r.kind == "endpoint" and "billed hourly" in r.detail]
+
+
+def status(session: CloudSession | None = None, target: str = AUTO) -> Status:
+    session = session or connect(target)
+    return Status(session.region, session.target, inventory.inventory(session))
+
+
+def api_access(session: CloudSession, name: str) -> tuple[str, str | None]:
+    """The invoke URL of a deployed stack and the key it needs (None when public)."""
+    api = apigateway.find_rest_api(session)
+    path = apigateway.resource_path(name)
+    if api is None or f"/{path}" not in apigateway.routed_paths(session, api["id"]):
+        raise CloudError(f"stack {name} has no API route; deploy it first")
+    method = next(
+        item["resourceMethods"]["POST"]
+        for item in apigateway.resources(session, api["id"])
+        if item["path"] == f"/{path}"
+    )
+    key = apigateway.find_api_key(session) if method.get("apiKeyRequired") else None
+    return f"{apigateway.invoke_url(session, api['id'])}/{path}", key["value"] if key else None
+
+
+def invoke(name: str, rows, session: CloudSession | None = None, target: str = AUTO) -> dict:
+    """Call the stack's endpoint directly (as the notebook's boto3 step does): CSV in, JSON out."""
+    session = session or connect(target)
+    body = rows if isinstance(rows, str) else "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
+    response = session.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=sagemaker.endpoint_name(name), ContentType="text/csv", Accept="application/json", Body=body
+    )
+    return json.loads(response["Body"].read())
+
+
+def call_api(name: str, body: dict, session: CloudSession | None = None, target: str = AUTO) -> tuple[int, dict]:
+    """POST a JSON body to the stack's API over HTTP, with its key, the way Postman does."""
+    import httpx
+
+    session = session or connect(target)
+    url, key = api_access(session, name)
+    headers = {"x-api-key": key} if key else {}
+    response = httpx.post(url, json=body, headers=headers, timeout=60)
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, {"raw": response.text}
+
+
+# --------------------------------------------------------------------------- destroy
+
+
+@dataclass
+class DestroyReport:
+    stacks: list[str]
+    deleted: list[str]
+    remaining: list[Resource]
+
+
+def destroy(
+    name: str | None = None,
+    *,
+    everything: bool = False,
+    session: CloudSession | None = None,
+    target: str = AUTO,
+    reporter: Reporter | None = None,
+) -> DestroyReport:
+    """Delete one stack (or every stack), then list every service to prove nothing is left.
+
+    Shared resources (bucket, REST API, key, usage plan) go with the last stack that used them.
+    Raises CloudError naming what is left if anything survived.
+    """
+    if (name is None) == (not everything):
+        raise CloudError("name one stack to destroy, or ask for all of them")
+    reporter = reporter if reporter is not None else ConsoleReporter()
+    session = session or connect(target)
+    names = inventory.stacks(inventory.inventory(session)) if everything else [check_stack_name(name)]
+    deleted: list[str] = []
+    for stack in names:
+        deleted += _destroy_stack(session, stack, reporter)
+    deleted += _destroy_shared_if_unused(session, reporter)
+    remaining = inventory.inventory(session)
+    left = remaining if everything else [r for r in remaining if r.stack in names]
+    if left:
+        raise CloudError("destroy left these behind:\n  " + "\n  ".join(map(str, left)))
+    reporter.step("verified: nothing of " + ("any stack" if everything else f"stack {name}") + " is left")
+    return DestroyReport(stacks=names, deleted=deleted, remaining=remaining)
+
+
+def _destroy_stack(session: CloudSession, name: str, reporter: Reporter) -> list[str]:
+    deleted = []
+
+    def note(what: str, done: bool) -> None:
+        if done:
+            deleted.append(what)
+            reporter.step(f"deleted {what}")
+
+    api = apigateway.find_rest_api(session)
+    path = apigateway.resource_path(name)
+    if api is not None and apigateway.remove_resource(session, api["id"], path):
+        note(f"API route /{path}", True)
+        if apigateway.routed_paths(session, api["id"]):
+            apigateway.ensure_stage_deployed(session, api["id"])
+    function = functions.function_name(name)
+    note(f"Lambda function {function}", functions.delete_function(session, function))
+    note(f"log group {functions.log_group_name(function)}", functions.delete_log_group(session, functions.log_group_name(function)))
+    endpoint = sagemaker.endpoint_name(name)
+    note(f"autoscaling of {endpoint}", sagemaker.deregister_autoscaling(session, endpoint))
+    with reporter.waiting(f"deleting endpoint {endpoint}"):
+        endpoint_deleted = sagemaker.delete_endpoint(session, endpoint)
+    note(f"endpoint {endpoint}", endpoint_deleted)
+    for resource in inventory.inventory(session, name):
+        if resource.kind == "endpoint-config":
+            note(f"endpoint config {resource.name}", sagemaker.delete_endpoint_config(session, resource.name))
+        elif resource.kind == "model" and resource.service == "sagemaker":
+            note(f"model {resource.name}", sagemaker.delete_model(session, resource.name))
+        elif resource.kind == "role":
+            note(f"IAM role {resource.name}", iam.delete_role(session, resource.name))
+        elif resource.kind == "log-group":
+            note(f"log group {resource.name}", functions.delete_log_group(session, resource.name))
+    bucket = s3.bucket_name(session)
+    keys = s3.list_keys(session, bucket, prefix=f"{name}/")
+    s3.delete_keys(session, bucket, keys)
+    note(f"{len(keys)} object(s) under s3://{bucket}/{name}/", bool(keys))
+    return deleted
+
+
+def _destroy_shared_if_unused(session: CloudSession, reporter: Reporter) -> list[str]:
+    deleted = []
+    api = apigateway.find_rest_api(session)
+    if api is None or not apigateway.routed_paths(session, api["id"]):
+        for what in apigateway.delete_shared(session):
+            deleted.append(what)
+            reporter.step(f"deleted {what}")
+    bucket = s3.bucket_name(session)
+    if s3.delete_bucket_if_empty(session, bucket):
+        deleted.append(f"bucket {bucket}")
+        reporter.step(f"deleted bucket {bucket}")
+    return deleted

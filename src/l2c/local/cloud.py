@@ -1,0 +1,234 @@
+"""The embedded local cloud: AWS's path from API to model, on 127.0.0.1, without an account.
+
+Three servers, one process:
+
+- control plane (moto): S3, IAM, STS, SageMaker, Lambda, API Gateway, Logs, ... on ``AWS_ENDPOINT_URL``
+- inference runtime (l2c.serving): ``POST /endpoints/{name}/invocations`` on
+  ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, serving whatever model the endpoint points to in S3
+- execute-api gateway (l2c.local.gateway): the deployed REST API, API keys, usage plans and
+  Lambda functions, on ``L2C_EXECUTE_API_URL``
+
+The deploy code, the notebooks and the Lambda handler reach it with the standard endpoint
+variables only; nothing in them knows it is local.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from l2c.cloud.session import EXECUTE_API_URL_ENV, LOCAL_CREDENTIALS, LOCAL_REGION, local_cloud_file
+from l2c.local import control_plane
+
+HOST = "127.0.0.1"
+log = logging.getLogger("l2c.local")
+
+
+@dataclass(frozen=True)
+class Ports:
+    control_plane: int = 4566
+    runtime: int = 4567
+    api: int = 4568
+
+    @classmethod
+    def free(cls) -> "Ports":
+        return cls(*free_ports(3))
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class LocalCloud:
+    def __init__(self, ports: Ports | None = None, region: str = LOCAL_REGION):
+        self.ports = ports or Ports()
+        self.region = region
+        self._moto = self._runtime = self._gateway = self._lambdas = None
+
+    @property
+    def control_plane_url(self) -> str:
+        return f"http://{HOST}:{self.ports.control_plane}"
+
+    @property
+    def runtime_url(self) -> str:
+        return f"http://{HOST}:{self.ports.runtime}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.ports.api}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What points boto3 (a shell, a notebook, a test session) at this cloud."""
+        return {
+            "AWS_ENDPOINT_URL": self.control_plane_url,
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url,
+            EXECUTE_API_URL_ENV: self.api_url,
+            **LOCAL_CREDENTIALS,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def start(self) -> "LocalCloud":
+        for port, what in (
+            (self.ports.control_plane, "the control plane"),
+            (self.ports.runtime, "the inference runtime"),
+            (self.ports.api, "the API gateway"),
+        ):
+            control_plane.ensure_port_free(HOST, port, what)
+        try:
+            self._start_servers()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_servers(self) -> None:
+        import boto3
+
+        from l2c.local.gateway import Gateway, GatewayServer
+        from l2c.local.lambdas import LambdaHost
+        from l2c.serving.server import start_runtime_in_thread
+
+        self._moto = control_plane.start(self.ports.control_plane, HOST)
+        # The runtime finds the control plane the standard way, through this process's environment.
+        os.environ.update(self.env)
+        # Re-resolved on every request: a redeployed endpoint answers with its new model at once.
+        self._runtime = start_runtime_in_thread(HOST, self.ports.runtime, refresh_seconds=0.0)
+        session = boto3.Session(
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.region,
+        )
+        worker_env = {key: value for key, value in self.env.items() if key != EXECUTE_API_URL_ENV}
+        self._lambdas = LambdaHost(session, self.control_plane_url, worker_env, control_plane.deployed_code)
+        self._gateway = GatewayServer(Gateway(session, self.control_plane_url, self._lambdas), HOST, self.ports.api).start()
+
+    def stop(self) -> None:
+        for part in (self._gateway, self._lambdas, self._runtime, self._moto):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as err:  # keep stopping the rest
+                    log.warning("stopping %s: %s", type(part).__name__, err)
+        self._moto = self._runtime = self._gateway = self._lambdas = None
+
+    def __enter__(self) -> "LocalCloud":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def write_state(self, path: Path | None = None) -> Path:
+        """Tell other processes (`l2c deploy`, the test session) where this cloud listens."""
+        path = path or local_cloud_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".tmp")
+        staging.write_text(json.dumps({"pid": os.getpid(), "env": self.env}, indent=2) + "\n")
+        staging.replace(path)
+        return path
+
+    def exports(self) -> list[str]:
+        return [f"export {key}={value}" for key, value in self.env.items()]
+
+
+def run_until_stopped(cloud: LocalCloud, state_file: Path | None = None, on_ready=None) -> None:
+    """Start the cloud, announce it, and serve until Ctrl-C or SIGTERM; then stop cleanly."""
+    stopped = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    path = None
+    try:
+        cloud.start()
+        path = cloud.write_state(state_file)
+        if on_ready is not None:
+            on_ready(cloud)
+        while not stopped.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        cloud.stop()
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+
+MIN_API_KEY_LENGTH = 20  # API Gateway refuses shorter key values (moto too)
+
+
+def committed_local_api_key(console=None) -> str | None:
+    """The key the committed Postman environment for the local cloud expects (postman/), if usable."""
+    from l2c.cloud.stack import POSTMAN_DIR
+
+    path = POSTMAN_DIR / "local.postman_environment.json"
+    if not path.is_file():
+        return None
+    values = {item["key"]: item.get("value") for item in json.loads(path.read_text()).get("values", [])}
+    key = values.get("apiKey") or ""
+    if len(key) < MIN_API_KEY_LENGTH:
+        if console is not None:
+            console.print(
+                f"[yellow]note[/]: the apiKey of {path.name} is shorter than API Gateway's minimum of "
+                f"{MIN_API_KEY_LENGTH} characters; a generated key is used (see the filled environment below)"
+            )
+        return None
+    return key
+
+
+def up(ports: Ports | None = None, deploy_models: bool = True, models_dir: Path | str = "models", console=None) -> None:
+    """`l2c up`: start the local cloud, deploy both tutorial models, serve until Ctrl-C."""
+    from rich.console import Console
+
+    console = console or Console()
+    _log_requests_to(console)
+
+    def ready(cloud: LocalCloud) -> None:
+        console.print("[bold green]local cloud up[/]: point boto3, a notebook or a shell at it with", highlight=False)
+        for line in cloud.exports():
+            console.print(f"  {line}", highlight=False)
+        if deploy_models:
+            _deploy_tutorial_models(models_dir, console)
+        console.print("serving; Ctrl-C stops everything", highlight=False)
+
+    run_until_stopped(LocalCloud(ports), on_ready=ready)
+    console.print("local cloud stopped")
+
+
+def _deploy_tutorial_models(models_dir, console) -> None:
+    from l2c.cloud import stack
+    from l2c.cloud.display import print_deployment
+    from l2c.cloud.progress import ConsoleReporter
+    from l2c.cloud.session import LOCAL, connect
+    from l2c.local.demo import MODELS, TUTORIAL_BODIES, ensure_trained
+
+    session = connect(LOCAL)
+    # The committed Postman environment then works as it is, without copying a generated key.
+    options = stack.DeployOptions(api_key_value=committed_local_api_key(console))
+    for name in MODELS:
+        model_dir = ensure_trained(name, models_dir, console)
+        deployment = stack.deploy(name, model_dir, session=session, options=options, reporter=ConsoleReporter(console))
+        print_deployment(deployment, console, json.dumps(TUTORIAL_BODIES[name]))
+
+
+def _log_requests_to(console) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=console, show_path=False, show_level=False)
+    for name in ("l2c.local", "l2c.serving"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
