@@ -18,6 +18,7 @@ from l2c import artifact, training
 from l2c.cloud import apigateway, functions, stack, tags
 from l2c.cloud.progress import Reporter
 from l2c.cloud.sagemaker import Hosting
+from l2c.cloud.session import CloudError
 from l2c.datasets import load_built_in
 from l2c.local.demo import TUTORIAL_BODIES
 
@@ -172,6 +173,12 @@ def test_the_tutorials_house_body_gets_the_models_price(deployed, trained_models
 def test_the_endpoint_answers_boto3_directly(deployed, cloud_session):
     answer = stack.invoke("iris", tutorial_rows("iris").tolist(), session=cloud_session)
     assert len(answer["predictions"][0]["score"]) == 3
+
+
+def test_direct_invoke_refuses_a_row_the_container_would_silently_predict(deployed, cloud_session):
+    short_row = tutorial_rows("iris")[:, :3].tolist()
+    with pytest.raises(CloudError, match="row 1 has 3 values but the model expects 4"):
+        stack.invoke("iris", short_row, session=cloud_session)
 
 
 def test_no_key_or_a_wrong_key_is_forbidden(deployed):

@@ -487,10 +487,37 @@ def invoke(name: str, rows, session: CloudSession | None = None, target: str = A
     """Call the stack's endpoint directly (as the notebook's boto3 step does): CSV in, JSON out."""
     session = session or connect(target)
     body = rows if isinstance(rows, str) else "\n".join(",".join(repr(float(v)) for v in row) for row in rows)
+    _check_row_widths(body, deployed_feature_names(session, name))
     response = session.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=sagemaker.endpoint_name(name), ContentType="text/csv", Accept="application/json", Body=body
     )
     return json.loads(response["Body"].read())
+
+
+def deployed_feature_names(session: CloudSession, name: str) -> list[str] | None:
+    """The columns the deployed model takes, as the stack's function was told at deploy time."""
+    from botocore.exceptions import ClientError
+
+    try:
+        config = session.client("lambda").get_function_configuration(FunctionName=functions.function_name(name))
+    except ClientError:
+        return None  # an endpoint deployed without its function: nothing to check against
+    names = config.get("Environment", {}).get("Variables", {}).get("FEATURE_NAMES", "")
+    return names.split(",") if names else None
+
+
+def _check_row_widths(body: str, feature_names: list[str] | None) -> None:
+    # The container predicts a short row as if the missing columns were missing values, and
+    # answers with a plausible number: the caller's mistake must be caught before it.
+    if not feature_names:
+        return
+    for number, line in enumerate(body.strip().splitlines(), start=1):
+        width = len(line.split(","))
+        if width != len(feature_names):
+            raise CloudError(
+                f"row {number} has {width} values but the model expects {len(feature_names)} "
+                f"({', '.join(feature_names)})"
+            )
 
 
 def call_api(name: str, body: dict, session: CloudSession | None = None, target: str = AUTO) -> tuple[int, dict]:
