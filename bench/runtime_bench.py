@@ -126,21 +126,25 @@ def ensure_wrk() -> str | None:
 
 
 def wrk_post(wrk: str, url: str, body: str | bytes, seconds: int, connections: int = CONNECTIONS) -> dict:
-    """POST ``body`` as text/csv for ``seconds`` over keep-alive connections; wrk's figures."""
+    """POST ``body`` as text/csv to ``url``/invocations for ``seconds``; wrk's figures."""
+    return wrk_run(wrk, url + "/invocations", body, {"Content-Type": "text/csv"}, seconds, connections)
+
+
+def wrk_run(wrk: str, url: str, body: str | bytes, headers: dict[str, str], seconds: int, connections: int) -> dict:
+    """POST ``body`` with ``headers`` to ``url`` over keep-alive connections for ``seconds``; wrk's figures."""
     folder = Path(tempfile.mkdtemp(prefix="l2c-wrk-"))
-    body_file = folder / "body.csv"
+    body_file = folder / "body"
     body_file.write_bytes(body.encode() if isinstance(body, str) else body)
     script = folder / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f'local file = io.open("{body_file}", "rb")\n'
-        "wrk.body = file:read(\"*a\")\n"
-        "file:close()\n"
-        'wrk.headers["Content-Type"] = "text/csv"\n'
-    )
-    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script),
-               url + "/invocations"]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    lines = ['wrk.method = "POST"', f'local file = io.open("{body_file}", "rb")', 'wrk.body = file:read("*a")',
+             "file:close()"]
+    lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script), url]
+    try:
+        output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return parse_wrk(output)
 
 

@@ -39,7 +39,7 @@ Errors: {"error": "<code>", "message": "<what is wrong>", "requestId": "<id>"}; 
 invocation gets the same dict with "statusCode" added (it never raises, so a console test
 shows the message). 400 for every caller mistake (bad JSON, missing or empty data, wrong
 column count, non-numeric, NaN or infinite, too many rows, body too large); 405 for a method
-other than POST; 503 (Retry-After) when the endpoint does not exist or is not ready; 429
+other than POST; 503 (Retry-After) when the endpoint does not exist, is not ready or cannot be reached; 429
 (Retry-After) when throttled; 502 when the model fails or its output is unusable; 504 on a
 timeout; 500 with the request id for anything else, never a stack trace.
 """
@@ -544,7 +544,10 @@ def invoke(csv_text, settings, context):
     except (ReadTimeoutError, ConnectTimeoutError) as err:
         raise ApiError(504, "timeout", "the model did not answer in time", log_detail=str(err)) from None
     except (EndpointConnectionError, ConnectionClosedError) as err:
-        raise ApiError(502, "endpoint_unreachable", "the model could not be reached", log_detail=str(err)) from None
+        # Nothing answered (the service or its host is down or restarting): a retry may well work.
+        raise ApiError(
+            503, "endpoint_unreachable", "the model could not be reached; retry shortly", 5, log_detail=str(err)
+        ) from None
 
 
 def _from_client_error(err, endpoint_name):

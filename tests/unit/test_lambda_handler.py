@@ -559,7 +559,7 @@ def test_endpoint_errors_map_to_statuses(handler, stub, code, message, http_stat
     [
         (ReadTimeoutError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"), 504, "timeout"),
         (ConnectTimeoutError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"), 504, "timeout"),
-        (EndpointConnectionError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"), 502, "endpoint_unreachable"),
+        (EndpointConnectionError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"), 503, "endpoint_unreachable"),
     ],
 )
 def test_transport_failures(handler, monkeypatch, error, status, code):

@@ -102,20 +102,28 @@ class LocalCloud:
 
         from l2c.local.gateway import Gateway, GatewayServer
         from l2c.local.lambdas import LambdaHost
+        from l2c.serving.runtime_api import BotoControlPlane
         from l2c.serving.server import start_runtime_in_thread
 
         self._moto = control_plane.start(self.ports.control_plane, HOST)
         # The runtime finds the control plane the standard way, through this process's environment.
         os.environ.update(self.env)
-        # Re-resolved on every request: a redeployed endpoint answers with its new model at once.
-        self._runtime = start_runtime_in_thread(HOST, self.ports.runtime, refresh_seconds=0.0)
         session = boto3.Session(
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             region_name=self.region,
         )
+        # Reads are answered from memory until moto counts a change, so the servers below can
+        # read the control plane on every request (a redeploy shows at once) at no cost.
+        control_plane.cache_reads(session)
+        # Re-resolved on every request: a redeployed endpoint answers with its new model at once.
+        self._runtime = start_runtime_in_thread(
+            HOST, self.ports.runtime, refresh_seconds=0.0, control_plane=BotoControlPlane(self.region, session)
+        )
         worker_env = {key: value for key, value in self.env.items() if key != EXECUTE_API_URL_ENV}
-        self._lambdas = LambdaHost(session, self.control_plane_url, worker_env, control_plane.deployed_code)
+        self._lambdas = LambdaHost(
+            session, self.control_plane_url, worker_env, control_plane.deployed_code, control_plane.write_logs
+        )
         self._gateway = GatewayServer(Gateway(session, self.control_plane_url, self._lambdas), HOST, self.ports.api).start()
 
     def stop(self) -> None:

@@ -26,6 +26,7 @@ import base64
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -38,6 +39,9 @@ from l2c.local.lambdas import InvocationCrashed, InvocationTimeout, LambdaHost
 # API Gateway's limits: 10 MB payload, 29 s integration timeout.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_S = 29.0
+# A client that goes quiet (mid-body, or on an idle keep-alive connection) is cut off after
+# this long, so slow or stalled senders cannot hold the gateway's threads indefinitely.
+CLIENT_TIMEOUT_S = 30.0
 _PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
 _HOST_API = re.compile(r"^(?P<api>[a-z0-9]+)\.execute-api\.")
 _EXPLICIT = re.compile(r"^/restapis/(?P<api>[^/]+)/(?P<stage>[^/]+)/_user_request_(?P<path>/.*)?$")
@@ -454,10 +458,21 @@ def _json_response(status: int, body: dict, request_id: str, error_type: str) ->
 
 class _HttpHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm the body then waits for
+    # the client's delayed ACK, 40 ms per request on Linux.
+    disable_nagle_algorithm = True
+    timeout = CLIENT_TIMEOUT_S
     gateway: Gateway
 
     def _serve(self) -> None:
-        body = self._read_body()
+        try:
+            body = self._read_body()
+        except TimeoutError:
+            self._refuse(408, "Request Timeout")
+            return
+        except ValueError:  # a Content-Length or chunk size that is not a number
+            self._refuse(400, "Bad Request")
+            return
         if body is None:
             return
         request = Request(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
@@ -475,7 +490,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
             return self._read_chunked()
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
-            self._refuse_too_long()
+            self._refuse(413, "Request Too Long")
             return None
         return self.rfile.read(length) if length else b""
 
@@ -488,14 +503,16 @@ class _HttpHandler(BaseHTTPRequestHandler):
                 return b"".join(chunks)
             total += size
             if total > MAX_BODY_BYTES:
-                self._refuse_too_long()
+                self._refuse(413, "Request Too Long")
                 return None
             chunks.append(self.rfile.read(size))
             self.rfile.readline()
 
-    def _refuse_too_long(self) -> None:
-        payload = json.dumps({"message": "Request Too Long"}).encode()
-        self.send_response(413)
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer before the body was read (too long, too slow, malformed), then close."""
+        log.warning("%s %s from %s -> %d %s", self.command, self.path, self.client_address[0], status, message)
+        payload = json.dumps({"message": message}).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Connection", "close")
@@ -509,6 +526,14 @@ class _HttpHandler(BaseHTTPRequestHandler):
         pass
 
 
+def _report_error(request, client_address) -> None:
+    """Into the log, not a traceback on stderr; a client that hung up early is no error of ours."""
+    if isinstance(sys.exc_info()[1], ConnectionError):
+        log.info("client %s went away before its answer", client_address[0])
+        return
+    log.exception("serving %s failed", client_address[0])
+
+
 class GatewayServer:
     """The gateway on host:port, served from a background thread."""
 
@@ -516,6 +541,7 @@ class GatewayServer:
         handler = type("Handler", (_HttpHandler,), {"gateway": gateway})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = _report_error
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="l2c-gateway", daemon=True)
 
     def start(self) -> "GatewayServer":

@@ -144,13 +144,16 @@ class Worker:
 class LambdaHost:
     """Invokes functions deployed to the control plane, each in its own worker processes."""
 
-    def __init__(self, boto_session, control_plane_url: str, cloud_env: dict[str, str], code_of):
+    def __init__(self, boto_session, control_plane_url: str, cloud_env: dict[str, str], code_of, write_logs=None):
         """``cloud_env``: the AWS_* variables that point a worker back at this cloud.
-        ``code_of(function_arn) -> bytes``: the deployed zip."""
+        ``code_of(function_arn) -> bytes``: the deployed zip.
+        ``write_logs(function_arn, group, stream, events)``: stores log events without a round
+        trip (the control plane's own store); None sends them with PutLogEvents."""
         self._lambda = boto_session.client("lambda", endpoint_url=control_plane_url)
         self._logs = boto_session.client("logs", endpoint_url=control_plane_url)
         self._cloud_env = cloud_env
         self._code_of = code_of
+        self._write_logs = write_logs
         self._root = Path(tempfile.mkdtemp(prefix="l2c-lambda-"))
         self._lock = threading.Lock()
         self._idle: dict[str, list[Worker]] = {}
@@ -285,14 +288,18 @@ class LambdaHost:
             f"END RequestId: {request_id}",
             f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tMemory Size: {config.get('MemorySize', 128)} MB",
         ]
-        self._put_logs(config["FunctionName"], worker.log_stream, lines)
+        self._put_logs(config, worker.log_stream, lines)
         return lines
 
-    def _put_logs(self, function: str, stream: str, lines: list[str]) -> None:
+    def _put_logs(self, config: dict, stream: str, lines: list[str]) -> None:
+        function = config["FunctionName"]
         group = f"/aws/lambda/{function}"
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in lines]
         try:
+            if self._write_logs is not None:
+                self._write_logs(config["FunctionArn"], group, stream, events)
+                return
             self._ensure_log_stream(group, stream)
             self._logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
         except Exception as err:  # logs are best effort; an invocation never fails for them

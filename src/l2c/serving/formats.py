@@ -45,6 +45,7 @@ _SMALL_CSV_BYTES = 16 * 1024
 # cost it minutes and gigabytes, the reference path a couple of seconds.
 _MAX_FAST_COLUMNS = 1024
 _PREFERRED_DELIMITERS = (",", "\t", ";", " ", ":")
+_FAST_CSV_CHARACTERS = b"0123456789.+-eEnNaA \t\r\n"
 _NAN_SPELLINGS = ["", "nan", "NaN", "NAN", "-nan", "+nan", "-NaN", "+NaN"]
 
 
@@ -176,6 +177,10 @@ def _csv_fast(stripped: bytes, text: str, delimiter: str) -> np.ndarray | None:
     """pandas' C parser, trusted only when the shape proves it read what the container reads."""
     import pandas as pd
 
+    # pandas also reads words such as "true" (as 1.0) where the container's float() fails:
+    # only bodies made of number characters are left to it.
+    if stripped.translate(None, _FAST_CSV_CHARACTERS + delimiter.encode()):
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -190,6 +195,10 @@ def _csv_fast(stripped: bytes, text: str, delimiter: str) -> np.ndarray | None:
     # pandas pads short rows with NaN and also ends lines at a lone '\r'; the container
     # rejects the first and does not do the second. Equal counts rule both out.
     if n_rows != text.count("\n") + 1 or text.count(delimiter) != n_rows * (n_cols - 1):
+        return None
+    # pandas reads a field that is only the '\r' of a CRLF line end as empty (NaN); the
+    # container cannot make a number of "\r" and refuses the body.
+    if "\n\r" in text or delimiter + "\r" in text:
         return None
     return rows
 
@@ -246,7 +255,9 @@ def _libsvm_matrix(text: str):
                 values.append(parts[1])
     columns = np.array(cols).astype(np.int64)
     data = np.array(values).astype(np.float64)
-    matrix = csr_matrix((data, (np.array(rows, dtype=np.int64), columns)))
+    # Every line is a row, as in XGBoost's libsvm reader, trailing lines without features too.
+    shape = (row_index + 1, int(columns.max()) + 1) if len(columns) else None
+    matrix = csr_matrix((data, (np.array(rows, dtype=np.int64), columns)), shape=shape)
     matrix.data = as_model_input(matrix.data)
     return matrix
 

@@ -90,13 +90,14 @@ class _CachedRoute:
 class BotoControlPlane:
     """Reads endpoints and artifacts with boto3, wherever ``AWS_ENDPOINT_URL*`` points it."""
 
-    def __init__(self, region: str | None = None):
+    def __init__(self, region: str | None = None, boto_session=None):
         import boto3
 
+        clients = boto_session or boto3
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        self.sagemaker = boto3.client("sagemaker", region_name=self.region)
-        self.s3 = boto3.client("s3", region_name=self.region)
-        self._sts = boto3.client("sts", region_name=self.region)
+        self.sagemaker = clients.client("sagemaker", region_name=self.region)
+        self.s3 = clients.client("s3", region_name=self.region)
+        self._sts = clients.client("sts", region_name=self.region)
         self._account: str | None = None
 
     def account_id(self) -> str:
