@@ -10,6 +10,7 @@ why, before it reaches S3 or a server.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -260,6 +261,4 @@ def predict_like_container(model: LoadedModel, rows: np.ndarray) -> np.ndarray:
 
 
 def sha256_bytes(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()

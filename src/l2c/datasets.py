@@ -9,7 +9,7 @@ drops rows or coerces values silently.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,9 +73,7 @@ def load_house_prices(path: Path = BOSTON_CSV) -> Dataset:
         raise DataError(f"{path}: file not found")
     frame = pd.read_csv(path, skiprows=1)
     dataset = _dataset_from_frame(frame, target="MEDV", task="regression", name="house-price")
-    return Dataset(
-        dataset.name, dataset.task, dataset.features, dataset.target, None, _sha256_of_file(path)
-    )
+    return replace(dataset, data_sha256=_sha256_of_file(path))
 
 
 def load_csv(path: Path | str, target: str, task: str, name: str | None = None) -> Dataset:
@@ -92,10 +90,7 @@ def load_csv(path: Path | str, target: str, task: str, name: str | None = None) 
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
     dataset = _dataset_from_frame(frame, target=target, task=task, name=name or path.stem, source=path)
-    return Dataset(
-        dataset.name, dataset.task, dataset.features, dataset.target, dataset.class_labels,
-        _sha256_of_file(path),
-    )
+    return replace(dataset, data_sha256=_sha256_of_file(path))
 
 
 def _dataset_from_frame(
