@@ -237,7 +237,7 @@ def test_a_corrupted_then_deleted_artifact_is_a_clear_model_error_and_nothing_cr
 def test_a_client_that_stalls_mid_body_is_cut_off_with_a_408_and_others_are_served_meanwhile(
     cloud, deployed, monkeypatch, caplog
 ):
-    monkeypatch.setattr(cloud._gateway.httpd.RequestHandlerClass, "timeout", 1.0)
+    monkeypatch.setattr(cloud._gateway, "client_timeout_s", 1.0)
     path = deployed.url.removeprefix(cloud.api_url)
     caplog.set_level("WARNING", logger="l2c.local.gateway")
     with socket.create_connection((HOST, cloud.ports.api), timeout=10) as stalled:

@@ -22,25 +22,26 @@ templates and non-proxy integrations are not served.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import re
-import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from l2c.local.lambdas import InvocationCrashed, InvocationTimeout, LambdaHost
+from l2c.local.lambdas import MAX_WORKERS_PER_FUNCTION, InvocationCrashed, InvocationTimeout, LambdaHost
+from l2c.serving.server import RunningServer, start_in_thread
 
 # API Gateway's limits: 10 MB payload, 29 s integration timeout.
 MAX_BODY_BYTES = 10 * 1024 * 1024
 INTEGRATION_TIMEOUT_S = 29.0
 # A client that goes quiet (mid-body, or on an idle keep-alive connection) is cut off after
-# this long, so slow or stalled senders cannot hold the gateway's threads indefinitely.
+# this long, so slow or stalled senders cannot hold connections open indefinitely.
 CLIENT_TIMEOUT_S = 30.0
 _PROXY_KEYS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
 _HOST_API = re.compile(r"^(?P<api>[a-z0-9]+)\.execute-api\.")
@@ -456,104 +457,125 @@ def _json_response(status: int, body: dict, request_id: str, error_type: str) ->
 # --------------------------------------------------------------------------- HTTP
 
 
-class _HttpHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle's algorithm the body then waits for
-    # the client's delayed ACK, 40 ms per request on Linux.
-    disable_nagle_algorithm = True
-    timeout = CLIENT_TIMEOUT_S
-    gateway: Gateway
+async def _refuse(send, scope: dict, status: int, message: str) -> None:
+    """Answer before the body was read (too long, too slow), then close."""
+    client = (scope.get("client") or ("?",))[0]
+    log.warning("%s %s from %s -> %d %s", scope["method"], _target(scope), client, status, message)
+    payload = json.dumps({"message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+               (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
-    def _serve(self) -> None:
-        try:
-            body = self._read_body()
-        except TimeoutError:
-            self._refuse(408, "Request Timeout")
+
+def _target(scope: dict) -> str:
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    return (path + b"?" + query if query else path).decode("latin-1")
+
+
+class _GatewayApp:
+    """The gateway as a bare ASGI app: reads the body, then runs ``Gateway.handle`` in a thread."""
+
+    def __init__(self, gateway: Gateway, client_timeout_s: float):
+        self.gateway = gateway
+        self.client_timeout_s = client_timeout_s
+        # Gateway.handle blocks until a Lambda worker answers (up to 29 s); each function has
+        # at most MAX_WORKERS_PER_FUNCTION workers, so this many threads keep several functions
+        # busy at once while a hung one cannot starve the event loop of threads.
+        self.executor = ThreadPoolExecutor(8 * MAX_WORKERS_PER_FUNCTION, thread_name_prefix="l2c-gateway")
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] != "http":
             return
-        except ValueError:  # a Content-Length or chunk size that is not a number
-            self._refuse(400, "Bad Request")
-            return
+        body = await self._read_body(scope, receive, send)
         if body is None:
             return
-        request = Request(self.command, self.path, list(self.headers.items()), body, self.client_address[0])
-        response = self.gateway.handle(request)
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
+        names = scope.get(_RAW_NAMES) or [name.decode("latin-1") for name, _ in scope["headers"]]
+        headers = [(name, value.decode("latin-1")) for name, (_, value) in zip(names, scope["headers"])]
+        request = Request(scope["method"], _target(scope), headers, body, (scope.get("client") or ("",))[0])
+        try:
+            response = await asyncio.get_running_loop().run_in_executor(self.executor, self.gateway.handle, request)
+        except Exception:  # into our log rather than uvicorn's traceback on stderr
+            log.exception("serving %s %s failed", request.method, request.path)
+            response = Response(500, {"Content-Type": "application/json"}, b'{"message": "Internal server error"}')
+        # The Lambda's own framing headers would contradict the body as we send it.
+        out = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()
+               if name.lower() not in ("content-length", "transfer-encoding")]
+        out.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.body})
 
-    def _read_body(self) -> bytes | None:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._refuse(413, "Request Too Long")
+    async def _read_body(self, scope: dict, receive, send) -> bytes | None:
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await _refuse(send, scope, 413, "Request Too Long")
             return None
-        return self.rfile.read(length) if length else b""
-
-    def _read_chunked(self) -> bytes | None:
-        chunks, total = [], 0
+        chunks, size = [], 0
         while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                self.rfile.readline()
-                return b"".join(chunks)
-            total += size
-            if total > MAX_BODY_BYTES:
-                self._refuse(413, "Request Too Long")
+            try:
+                message = await asyncio.wait_for(receive(), self.client_timeout_s)
+            except asyncio.TimeoutError:
+                await _refuse(send, scope, 408, "Request Timeout")
                 return None
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer before the body was read (too long, too slow, malformed), then close."""
-        log.warning("%s %s from %s -> %d %s", self.command, self.path, self.client_address[0], status, message)
-        payload = json.dumps({"message": message}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(payload)
-        self.close_connection = True
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
-
-    def log_message(self, *args) -> None:  # Gateway.handle logs each request once
-        pass
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:  # chunked bodies declare no length up front
+                await _refuse(send, scope, 413, "Request Too Long")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
 
-def _report_error(request, client_address) -> None:
-    """Into the log, not a traceback on stderr; a client that hung up early is no error of ours."""
-    if isinstance(sys.exc_info()[1], ConnectionError):
-        log.info("client %s went away before its answer", client_address[0])
-        return
-    log.exception("serving %s failed", client_address[0])
+# ASGI lower-cases header names, but API Gateway hands the function the names as the client
+# sent them (``event["headers"]["X-Caller"]``), so the httptools protocol also keeps them.
+_RAW_NAMES = "l2c.raw_header_names"
+
+
+def _protocol_options() -> dict:
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # h11 fallback: names arrive lower-cased
+        return {}
+
+    class CasePreservingProtocol(HttpToolsProtocol):
+        def on_header(self, name: bytes, value: bytes) -> None:
+            super().on_header(name, value)
+            self.scope.setdefault(_RAW_NAMES, []).append(name.decode("latin-1"))
+
+    return {"http": CasePreservingProtocol}
 
 
 class GatewayServer:
-    """The gateway on host:port, served from a background thread."""
+    """The gateway on host:port, served by uvicorn from a background thread."""
 
     def __init__(self, gateway: Gateway, host: str, port: int):
-        handler = type("Handler", (_HttpHandler,), {"gateway": gateway})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.handle_error = _report_error
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="l2c-gateway", daemon=True)
+        self.app = _GatewayApp(gateway, CLIENT_TIMEOUT_S)
+        self.host, self.port = host, port
+        self.running: RunningServer | None = None
+
+    @property
+    def client_timeout_s(self) -> float:
+        return self.app.client_timeout_s
+
+    @client_timeout_s.setter
+    def client_timeout_s(self, seconds: float) -> None:
+        self.app.client_timeout_s = seconds
 
     def start(self) -> "GatewayServer":
-        self.thread.start()
+        self.running = start_in_thread(self.app, self.host, self.port, timeout_keep_alive=CLIENT_TIMEOUT_S,
+                                       **_protocol_options())
         return self
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.running.url if self.running else f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        if self.running is not None:
+            self.running.stop(5)
+            self.running = None
+        self.app.executor.shutdown(wait=False, cancel_futures=True)

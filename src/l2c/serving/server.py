@@ -68,15 +68,17 @@ def _fast_options() -> dict:
 
 
 def _config(app, host: str, port: int, **extra) -> uvicorn.Config:
+    options = {"timeout_keep_alive": KEEP_ALIVE_SECONDS, **_fast_options(), **extra}
     return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
-        timeout_keep_alive=KEEP_ALIVE_SECONDS, server_header=False, **_fast_options(), **extra,
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", server_header=False, **options
     )
 
 
-def start_in_thread(app, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Serve an ASGI app from a daemon thread; ``port=0`` picks a free port."""
-    server = uvicorn.Server(_config(app, host, port))
+def start_in_thread(app, host: str = "127.0.0.1", port: int = 0, **options) -> RunningServer:
+    """Serve an ASGI app from a daemon thread; ``port=0`` picks a free port.
+
+    ``options`` override the uvicorn settings above (keep-alive, protocol class, ...)."""
+    server = uvicorn.Server(_config(app, host, port, **options))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{host}:{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
