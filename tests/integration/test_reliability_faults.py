@@ -28,7 +28,6 @@ from l2c.cloud.apigateway import Limits
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, connect
 from l2c.local.cloud import HOST, LocalCloud, Ports
-from l2c.serving.server import start_in_thread
 
 BODY = {"data": "5.1,3.5,1.4,0.2"}
 
@@ -155,12 +154,11 @@ class Load:
 
 
 def test_the_api_answers_503_json_while_the_runtime_is_down_and_recovers_when_it_is_back(cloud, deployed, session):
-    app, port = cloud._runtime.server.config.app, cloud.ports.runtime
     with Load(deployed) as load:
         wait_for(lambda: load.count(200) >= 5, 30, "answers before the fault")
-        cloud._runtime.stop()
+        cloud.stop_runtime()
         wait_for(lambda: load.count(503) >= 2, 30, "503s while the runtime is down")
-        cloud._runtime = start_in_thread(app, HOST, port)
+        cloud.start_runtime()
         recovered_from = len(load.answers)
         wait_for(lambda: sum(1 for code, _ in load.answers[recovered_from:] if code == 200) >= 5, 30, "recovery")
     statuses = {code for code, _ in load.answers}

@@ -1,10 +1,14 @@
 """The embedded local cloud: AWS's path from API to model, on 127.0.0.1, without an account.
 
-Three servers, one process:
+Three servers, two processes (and the Lambda workers' own):
 
 - control plane (moto): S3, IAM, STS, SageMaker, Lambda, API Gateway, Logs, ... on ``AWS_ENDPOINT_URL``
 - inference runtime (l2c.serving): ``POST /endpoints/{name}/invocations`` on
-  ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, serving whatever model the endpoint points to in S3
+  ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, serving whatever model the endpoint points to in S3;
+  in a child process (:mod:`l2c.local.runtime_process`), so that it does not share a GIL with
+  moto and the gateway, which stay together because the gateway reads Lambda code from moto's
+  memory. The child sees moto's change count through shared memory, so a redeploy shows at
+  once there too, and it exits with this process however that ends
 - execute-api gateway (l2c.local.gateway): the deployed REST API, API keys, usage plans and
   Lambda functions, on ``L2C_EXECUTE_API_URL``
 
@@ -102,11 +106,11 @@ class LocalCloud:
 
         from l2c.local.gateway import Gateway, GatewayServer
         from l2c.local.lambdas import LambdaHost
-        from l2c.serving.runtime_api import BotoControlPlane
-        from l2c.serving.server import start_runtime_in_thread
 
+        # Its own process, started first: its imports overlap moto's start-up below.
+        self.start_runtime(wait=False)
         self._moto = control_plane.start(self.ports.control_plane, HOST)
-        # The runtime finds the control plane the standard way, through this process's environment.
+        # Tests and notebooks in this process find the cloud the standard way, through the environment.
         os.environ.update(self.env)
         session = boto3.Session(
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
@@ -116,15 +120,29 @@ class LocalCloud:
         # Reads are answered from memory until moto counts a change, so the servers below can
         # read the control plane on every request (a redeploy shows at once) at no cost.
         control_plane.cache_reads(session)
-        # Re-resolved on every request: a redeployed endpoint answers with its new model at once.
-        self._runtime = start_runtime_in_thread(
-            HOST, self.ports.runtime, refresh_seconds=0.0, control_plane=BotoControlPlane(self.region, session)
-        )
         worker_env = {key: value for key, value in self.env.items() if key != EXECUTE_API_URL_ENV}
         self._lambdas = LambdaHost(
             session, self.control_plane_url, worker_env, control_plane.deployed_code, control_plane.write_logs
         )
         self._gateway = GatewayServer(Gateway(session, self.control_plane_url, self._lambdas), HOST, self.ports.api).start()
+        self._runtime.wait_ready()
+
+    def start_runtime(self, wait: bool = True) -> None:
+        """Start the inference runtime's process (again, after :meth:`stop_runtime`)."""
+        from l2c.local.runtime_process import RuntimeProcess
+
+        if self._runtime is not None:
+            return
+        control_plane.ensure_port_free(HOST, self.ports.runtime, "the inference runtime")
+        self._runtime = RuntimeProcess(HOST, self.ports.runtime, self.region, control_plane.changes, self.env).start()
+        if wait:
+            self._runtime.wait_ready()
+
+    def stop_runtime(self) -> None:
+        """Stop the inference runtime alone (the rest keeps serving; faults are tested so)."""
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            runtime.stop()
 
     def stop(self) -> None:
         for part in (self._gateway, self._lambdas, self._runtime, self._moto):

@@ -16,18 +16,23 @@ The fixes, all confined to this process:
   doubles) is a 500, and keeps a patched quota limit as a string; numbers are kept as numbers here.
 - werkzeug's request log is silenced; the gateway and the runtime log what matters.
 
-Every request that may change moto's state is counted (:data:`changes`). The gateway, the
-Lambda host and the runtime read the same few things (API, stage, key, plan, function,
-endpoint) on every request; :func:`cache_reads` lets their boto3 session answer a repeated
-read from memory until the count moves, so a redeploy still shows at once while steady
-traffic costs no control-plane round trips (each is ~6 ms of this process's GIL).
+Every request that may change moto's state is counted (:data:`changes`, in shared memory so
+that the runtime's process reads the same count). The gateway, the Lambda host and the runtime
+read the same few things (API, stage, key, plan, function, endpoint) on every request;
+:func:`cache_reads` lets their boto3 sessions answer a repeated read from memory until the
+count moves, so a redeploy still shows at once while steady traffic costs no control-plane
+round trips (each is ~6 ms of this process's GIL).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import mmap
+import os
 import socket
+import tempfile
 import threading
 
 from l2c.cloud.session import CloudError
@@ -49,15 +54,35 @@ def start(port: int, host: str = "127.0.0.1"):
 
 
 class ChangeCount:
-    """How many requests that may have changed moto's state it has answered."""
+    """How many requests that may have changed moto's state it has answered.
 
-    def __init__(self):
-        self.value = 0
+    The count sits in a shared page (an unlinked file, mapped) rather than in this process's
+    memory: the runtime's own process maps the same page from the descriptor it inherits
+    (``ChangeCount(fd)``), so it sees a change the moment it is counted, with no round trip.
+    """
+
+    def __init__(self, fd: int | None = None):
+        if fd is None:
+            # /dev/shm keeps the page out of disk write-back; any directory would do.
+            self._file = tempfile.TemporaryFile(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+            self._file.truncate(8)
+            fd = self._file.fileno()
+        self._fd = fd
+        self._map = mmap.mmap(fd, 8)
+        self._cell = ctypes.c_uint64.from_buffer(self._map)
         self._lock = threading.Lock()
 
+    @property
+    def value(self) -> int:
+        return self._cell.value
+
+    def fileno(self) -> int:
+        return self._fd
+
     def bump(self) -> None:
+        # Only moto's process writes; the lock keeps its server threads from losing a count.
         with self._lock:
-            self.value += 1
+            self._cell.value += 1
 
 
 changes = ChangeCount()
