@@ -1,7 +1,7 @@
 """Starting the two faces on uvicorn: blocking with N worker processes, or in a thread for tests.
 
 - :func:`serve_container` / :func:`serve_command` — ``l2c serve MODEL``: the container face.
-- :func:`serve_runtime` — the Runtime-API face in the foreground (the local cloud's process).
+- :func:`serve_runtime` — the Runtime-API face in the foreground (`python -m l2c.serving.server runtime`).
 - :func:`start_container_in_thread` / :func:`start_runtime_in_thread` — the same in a
   background thread of this process, on a free port; returns a :class:`RunningServer`.
 
@@ -205,7 +205,7 @@ def runtime_app_from_env():
 
 
 def serve_runtime(host: str = "127.0.0.1", port: int = 8081, workers: int = 1, refresh_seconds: float | None = None) -> None:
-    """Serve the Runtime-API face in the foreground until interrupted (for the local cloud's process)."""
+    """Serve the Runtime-API face in the foreground until interrupted (for `python -m l2c.serving.server runtime`)."""
     if refresh_seconds is not None:
         os.environ[REFRESH_ENV] = str(refresh_seconds)
     log_to_stderr()
