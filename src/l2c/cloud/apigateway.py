@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 
 from l2c.cloud import tags
-from l2c.cloud.session import CloudSession
+from l2c.cloud.session import CloudSession, delete_if_present, get_if_present
+
+NOT_FOUND = {"NotFoundException"}
 
 API_NAME = "l2c"
 STAGE = "test"
@@ -176,29 +178,23 @@ def ensure_stage_deployed(session: CloudSession, api_id: str, stage: str = STAGE
 
 
 def get_stage(session: CloudSession, api_id: str, stage: str = STAGE) -> dict | None:
-    try:
-        return session.client("apigateway").get_stage(restApiId=api_id, stageName=stage)
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "NotFoundException":
-            return None
-        raise
+    return get_if_present(
+        lambda: session.client("apigateway").get_stage(restApiId=api_id, stageName=stage), NOT_FOUND
+    )
 
 
 def _deployment_description(session: CloudSession, api_id: str, deployment: str) -> str | None:
-    try:
-        return session.client("apigateway").get_deployment(restApiId=api_id, deploymentId=deployment).get("description")
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "NotFoundException":
-            return None
-        raise
+    found = get_if_present(
+        lambda: session.client("apigateway").get_deployment(restApiId=api_id, deploymentId=deployment), NOT_FOUND
+    )
+    return found.get("description") if found else None
 
 
 def _delete_deployment(session: CloudSession, api_id: str, deployment: str) -> None:
-    try:
-        session.client("apigateway").delete_deployment(restApiId=api_id, deploymentId=deployment)
-    except ClientError as err:
-        if err.response["Error"]["Code"] not in {"NotFoundException", "BadRequestException"}:
-            raise
+    delete_if_present(
+        lambda: session.client("apigateway").delete_deployment(restApiId=api_id, deploymentId=deployment),
+        {"NotFoundException", "BadRequestException"},
+    )
 
 
 def deployments(session: CloudSession, api_id: str) -> list[dict]:

@@ -20,8 +20,10 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from l2c.cloud import tags
-from l2c.cloud.session import CloudError, CloudSession
+from l2c.cloud.session import CloudError, CloudSession, delete_if_present, get_if_present
 from l2c.versions import LAMBDA_RUNTIME
+
+NOT_FOUND = {"ResourceNotFoundException"}
 
 HANDLER = "lambda_function.lambda_handler"
 # API Gateway gives up on an integration after 29 s; the handler derives its own endpoint
@@ -177,12 +179,9 @@ def _configuration_differs(current: dict, spec: FunctionSpec) -> bool:
 
 
 def get_configuration(session: CloudSession, function: str) -> dict | None:
-    try:
-        return session.client("lambda").get_function_configuration(FunctionName=function)
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ResourceNotFoundException":
-            return None
-        raise
+    return get_if_present(
+        lambda: session.client("lambda").get_function_configuration(FunctionName=function), NOT_FOUND
+    )
 
 
 def _retry_while_role_propagates(call):
@@ -216,13 +215,8 @@ def allow_invoke_from(session: CloudSession, function: str, statement_id: str, s
 
 
 def resource_policy(session: CloudSession, function: str) -> list[dict]:
-    try:
-        policy = session.client("lambda").get_policy(FunctionName=function)["Policy"]
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ResourceNotFoundException":
-            return []
-        raise
-    return json.loads(policy).get("Statement", [])
+    policy = get_if_present(lambda: session.client("lambda").get_policy(FunctionName=function)["Policy"], NOT_FOUND)
+    return json.loads(policy).get("Statement", []) if policy else []
 
 
 def _statement(session: CloudSession, function: str, statement_id: str) -> dict | None:
@@ -238,23 +232,11 @@ def _source_arn(statement: dict) -> str | None:
 
 
 def delete_function(session: CloudSession, function: str) -> bool:
-    try:
-        session.client("lambda").delete_function(FunctionName=function)
-        return True
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ResourceNotFoundException":
-            return False
-        raise
+    return delete_if_present(lambda: session.client("lambda").delete_function(FunctionName=function), NOT_FOUND)
 
 
 def delete_log_group(session: CloudSession, group: str) -> bool:
-    try:
-        session.client("logs").delete_log_group(logGroupName=group)
-        return True
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "ResourceNotFoundException":
-            return False
-        raise
+    return delete_if_present(lambda: session.client("logs").delete_log_group(logGroupName=group), NOT_FOUND)
 
 
 def list_functions(session: CloudSession) -> list[dict]:

@@ -11,10 +11,11 @@ import json
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from botocore.exceptions import ClientError
 
 from l2c.cloud import tags
-from l2c.cloud.session import CloudSession
+from l2c.cloud.session import CloudSession, get_if_present
+
+NO_SUCH_ENTITY = {"NoSuchEntity"}
 
 ROLE_PATH = "/l2c/"
 
@@ -62,22 +63,14 @@ def ensure_role(session: CloudSession, spec: RoleSpec, wanted_tags: dict[str, st
 
 
 def get_role(session: CloudSession, name: str) -> dict | None:
-    try:
-        return session.client("iam").get_role(RoleName=name)["Role"]
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "NoSuchEntity":
-            return None
-        raise
+    return get_if_present(lambda: session.client("iam").get_role(RoleName=name)["Role"], NO_SUCH_ENTITY)
 
 
 def _inline_policy(session: CloudSession, role: str, policy_name: str) -> dict | None:
-    try:
-        document = session.client("iam").get_role_policy(RoleName=role, PolicyName=policy_name)
-    except ClientError as err:
-        if err.response["Error"]["Code"] == "NoSuchEntity":
-            return None
-        raise
-    return _document(document["PolicyDocument"])
+    document = get_if_present(
+        lambda: session.client("iam").get_role_policy(RoleName=role, PolicyName=policy_name), NO_SUCH_ENTITY
+    )
+    return _document(document["PolicyDocument"]) if document else None
 
 
 def _document(value) -> dict:

@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from l2c.cloud import tags
 from l2c.cloud.progress import Reporter
-from l2c.cloud.session import CloudError, CloudSession
+from l2c.cloud.session import CloudError, CloudSession, delete_if_present
 
 VARIANT_NAME = "AllTraffic"
 # IAM is eventually consistent: a role created a second ago may not be assumable yet.
@@ -306,12 +306,8 @@ def autoscaled_endpoints(session: CloudSession) -> list[str]:
 
 def delete_endpoint(session: CloudSession, endpoint: str) -> bool:
     sm = session.client("sagemaker")
-    try:
-        sm.delete_endpoint(EndpointName=endpoint)
-    except ClientError as err:
-        if _is_missing(err):
-            return False
-        raise
+    if not delete_if_present(lambda: sm.delete_endpoint(EndpointName=endpoint), _is_missing):
+        return False
     sm.get_waiter("endpoint_deleted").wait(
         EndpointName=endpoint, WaiterConfig={"Delay": IN_SERVICE_POLL_S, "MaxAttempts": IN_SERVICE_MAX_POLLS}
     )
@@ -319,23 +315,13 @@ def delete_endpoint(session: CloudSession, endpoint: str) -> bool:
 
 
 def delete_endpoint_config(session: CloudSession, name: str) -> bool:
-    try:
-        session.client("sagemaker").delete_endpoint_config(EndpointConfigName=name)
-        return True
-    except ClientError as err:
-        if _is_missing(err):
-            return False
-        raise
+    return delete_if_present(
+        lambda: session.client("sagemaker").delete_endpoint_config(EndpointConfigName=name), _is_missing
+    )
 
 
 def delete_model(session: CloudSession, name: str) -> bool:
-    try:
-        session.client("sagemaker").delete_model(ModelName=name)
-        return True
-    except ClientError as err:
-        if _is_missing(err):
-            return False
-        raise
+    return delete_if_present(lambda: session.client("sagemaker").delete_model(ModelName=name), _is_missing)
 
 
 def _is_missing(err: ClientError) -> bool:

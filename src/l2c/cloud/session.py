@@ -45,6 +45,36 @@ class CloudError(RuntimeError):
     """A cloud step cannot go on; the message says what happened and what to do."""
 
 
+def _is_missing(err: ClientError, missing) -> bool:
+    return missing(err) if callable(missing) else err.response["Error"]["Code"] in missing
+
+
+def get_if_present(call, missing, default=None):
+    """``call()``, or ``default`` when the service answers that the thing is not there.
+
+    ``missing`` is a set of error codes, or a predicate for services whose "not found" shares
+    its code with other errors (SageMaker's ValidationException).
+    """
+    try:
+        return call()
+    except ClientError as err:
+        if _is_missing(err, missing):
+            return default
+        raise
+
+
+def delete_if_present(call, missing) -> bool:
+    """``call()`` a delete; True when it deleted, False when there was nothing to delete, so
+    destroy tolerates half-deployed and already-cleaned stacks."""
+    try:
+        call()
+    except ClientError as err:
+        if _is_missing(err, missing):
+            return False
+        raise
+    return True
+
+
 @dataclass
 class CloudSession:
     """A boto3 session with the facts every step needs: region, account, partition."""
