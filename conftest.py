@@ -25,9 +25,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent
 INTEGRATION_DIR = REPO / "tests" / "integration"
-CLOUD_TEST_FILE = re.compile(r"^test_(deploy|local_cloud|postman)\w*\.py$")
+CLOUD_TEST_FILE = re.compile(r"^test_(deploy|local_cloud|postman|rules|edge|clients)\w*\.py$")
 DEPLOYMENT_NOTEBOOK = re.compile(r"-deployment-aws\.ipynb$")
 START_TIMEOUT_S = 60
+# The suite's pace (l2c.local.pace): every AWS delay happens, 500 times faster than on AWS.
+# A test that must watch a transition raises it with the `paced` fixture.
+TEST_PACE = 0.002
 
 
 @dataclass
@@ -67,6 +70,7 @@ def start_local_cloud() -> LocalCloudProcess:
         "--runtime-port", str(ports.runtime),
         "--api-port", str(ports.api),
         "--state-file", str(state_file),
+        "--pace", str(TEST_PACE),
     ]
     log = (folder / "cloud.log").open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
@@ -145,6 +149,20 @@ def local_cloud(request) -> LocalCloudProcess:
         return _cloud(request.config)
     except RuntimeError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture
+def paced(local_cloud):
+    """``paced(factor)`` sets the local cloud's pace for this test; it is put back afterwards."""
+    import httpx
+
+    url = local_cloud.env["AWS_ENDPOINT_URL"] + "/_l2c/pace"
+
+    def set_pace(factor: float) -> None:
+        httpx.post(url, json={"pace": factor}).raise_for_status()
+
+    yield set_pace
+    set_pace(TEST_PACE)
 
 
 @pytest.fixture(scope="session")

@@ -307,13 +307,17 @@ def up(
     api_port: int = typer.Option(4568, help="Port of the API Gateway stage URLs."),
     no_deploy: bool = typer.Option(False, "--no-deploy", help="Start the cloud empty, without deploying the two models."),
     models_dir: Path = typer.Option(Path("models"), help="Where the models are (trained there if missing)."),
+    pace: float = typer.Option(
+        None, help="How fast AWS's delays pass, as a fraction of AWS's own (0.01: an endpoint is Creating for ~3 s; "
+        "0: no delays). Default: $L2C_PACE or 0.01."
+    ),
 ) -> None:
     """Start the embedded local cloud on 127.0.0.1, deploy both models into it, serve until Ctrl-C."""
     from l2c.local.cloud import Ports
     from l2c.local.cloud import up as run_up
 
     try:
-        run_up(Ports(control_plane_port, runtime_port, api_port), not no_deploy, models_dir, console)
+        run_up(Ports(control_plane_port, runtime_port, api_port), not no_deploy, models_dir, console, pace=pace)
     except _cloud_errors() as err:
         fail(str(err))
 

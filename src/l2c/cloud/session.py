@@ -34,6 +34,10 @@ TARGETS = (AUTO, LOCAL, AWS)
 # Set by `l2c up` and the test session: where the local execute-api gateway listens.
 EXECUTE_API_URL_ENV = "L2C_EXECUTE_API_URL"
 STATE_DIR_ENV = "L2C_STATE_DIR"
+# Exported by the local cloud: the fraction of AWS's durations its delays take (l2c.local.pace).
+PACE_ENV = "L2C_PACE"
+# Below this a poll of the local cloud is a busy loop.
+MIN_LOCAL_POLL_S = 0.05
 LOCAL_CLOUD_FILE = "local-cloud.json"
 LOCAL_REGION = "us-east-1"
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -86,6 +90,7 @@ class CloudSession:
     target: str
     execute_api_url: str | None = None
     endpoints: dict[str, str] = field(default_factory=dict)
+    pace: float | None = None  # the local cloud's pace; None on AWS
     config: Config = field(default_factory=lambda: Config(retries=_RETRIES))
     _clients: dict = field(default_factory=dict, repr=False)
 
@@ -108,6 +113,13 @@ class CloudSession:
     @property
     def is_local(self) -> bool:
         return self.target == LOCAL
+
+    def poll_seconds(self, aws_seconds: float) -> float:
+        """How often to poll for something AWS is doing: AWS's own interval there, scaled by the
+        local cloud's pace here (its delays are scaled the same way)."""
+        if self.pace is None:
+            return aws_seconds
+        return max(MIN_LOCAL_POLL_S, aws_seconds * self.pace)
 
 
 def state_dir() -> Path:
@@ -142,6 +154,7 @@ def connect(target: str = AUTO, region: str | None = None, profile: str | None =
         partition=boto.get_partition_for_region(region),
         target=LOCAL if points_at_local else AWS,
         execute_api_url=os.environ.get(EXECUTE_API_URL_ENV) if points_at_local else None,
+        pace=_pace(os.environ) if points_at_local else None,
         config=config,
     )
     session.account = _account_of(session)
@@ -174,9 +187,17 @@ def _connect_local(region: str | None) -> CloudSession:
         target=LOCAL,
         execute_api_url=env.get(EXECUTE_API_URL_ENV),
         endpoints=endpoints,
+        pace=_pace(env),
     )
     session.account = _account_of(session)
     return session
+
+
+def _pace(env) -> float:
+    try:
+        return float(env.get(PACE_ENV) or 0.0)
+    except ValueError:
+        return 0.0
 
 
 def local_cloud_env() -> dict[str, str]:

@@ -19,9 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runtime-port", type=int, default=defaults.runtime)
     parser.add_argument("--api-port", type=int, default=defaults.api)
     parser.add_argument("--state-file", type=Path, help="written once every server listens")
+    parser.add_argument("--pace", type=float, default=None, help="fraction of AWS's durations (default: $L2C_PACE or 0.01)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cloud = LocalCloud(Ports(args.control_plane_port, args.runtime_port, args.api_port))
+    cloud = LocalCloud(Ports(args.control_plane_port, args.runtime_port, args.api_port), pace=args.pace)
     run_until_stopped(cloud, args.state_file, on_ready=lambda c: print("local cloud ready:", *c.exports(), sep="\n", flush=True))
 
 

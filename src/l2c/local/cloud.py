@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from l2c.cloud.session import EXECUTE_API_URL_ENV, LOCAL_CREDENTIALS, LOCAL_REGION, local_cloud_file
-from l2c.local import control_plane
+from l2c.local import control_plane, data_planes
+from l2c.local.pace import PACE, PACE_ENV
 
 HOST = "127.0.0.1"
 log = logging.getLogger("l2c.local")
@@ -58,8 +59,10 @@ def free_ports(count: int) -> list[int]:
 
 
 class LocalCloud:
-    def __init__(self, ports: Ports | None = None, region: str = LOCAL_REGION):
+    def __init__(self, ports: Ports | None = None, region: str = LOCAL_REGION, pace: float | None = None):
         self.ports = ports or Ports()
+        if pace is not None:
+            PACE.set(pace)
         self.region = region
         self._moto = self._runtime = self._gateway = self._lambdas = None
 
@@ -82,6 +85,8 @@ class LocalCloud:
             "AWS_ENDPOINT_URL": self.control_plane_url,
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.runtime_url,
             EXECUTE_API_URL_ENV: self.api_url,
+            # Clients poll the local cloud at its pace, not AWS's (l2c.local.pace).
+            PACE_ENV: repr(PACE.factor),
             **LOCAL_CREDENTIALS,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
@@ -124,7 +129,11 @@ class LocalCloud:
         self._lambdas = LambdaHost(
             session, self.control_plane_url, worker_env, control_plane.deployed_code, control_plane.write_logs
         )
-        self._gateway = GatewayServer(Gateway(session, self.control_plane_url, self._lambdas), HOST, self.ports.api).start()
+        gateway = Gateway(session, self.control_plane_url, self._lambdas)
+        self._gateway = GatewayServer(gateway, HOST, self.ports.api).start()
+        # One edge URL: the control-plane port serves every data plane too.
+        data_planes.add_runtime(self._moto.edge, self.runtime_url)
+        data_planes.add_execute_api(self._moto.edge, gateway)
         self._runtime.wait_ready()
 
     def start_runtime(self, wait: bool = True) -> None:
@@ -215,7 +224,10 @@ def committed_local_api_key(console=None) -> str | None:
     return key
 
 
-def up(ports: Ports | None = None, deploy_models: bool = True, models_dir: Path | str = "models", console=None) -> None:
+def up(
+    ports: Ports | None = None, deploy_models: bool = True, models_dir: Path | str = "models", console=None,
+    pace: float | None = None,
+) -> None:
     """`l2c up`: start the local cloud, deploy both tutorial models, serve until Ctrl-C."""
     from rich.console import Console
 
@@ -230,7 +242,7 @@ def up(ports: Ports | None = None, deploy_models: bool = True, models_dir: Path 
             _deploy_tutorial_models(models_dir, console)
         console.print("serving; Ctrl-C stops everything", highlight=False)
 
-    run_until_stopped(LocalCloud(ports), on_ready=ready)
+    run_until_stopped(LocalCloud(ports, pace=pace), on_ready=ready)
     console.print("local cloud stopped")
 
 

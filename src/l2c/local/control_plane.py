@@ -46,10 +46,15 @@ def start(port: int, host: str = "127.0.0.1"):
     _fix_condition_evaluation()
     _fix_usage_plan_numbers()
     logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+    from l2c.local.edge import Edge
+    from l2c.local.rules import load_all
+
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
-    # werkzeug's handler reads server.app per request, so counting starts with the first one.
-    server._server.app = _CountChanges(server._server.app)
+    # werkzeug's handler reads server.app per request, so the edge and the counting are in
+    # front of the very first one. The data planes are routed later, once they run.
+    server.edge = Edge(_CountChanges(server._server.app), load_all())
+    server._server.app = server.edge
     return server
 
 
