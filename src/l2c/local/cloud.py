@@ -125,7 +125,8 @@ class LocalCloud:
         # Reads are answered from memory until moto counts a change, so the servers below can
         # read the control plane on every request (a redeploy shows at once) at no cost.
         control_plane.cache_reads(session)
-        worker_env = {key: value for key, value in self.env.items() if key != EXECUTE_API_URL_ENV}
+        # What a function sees of the cloud: where AWS is, and nothing of l2c's own settings.
+        worker_env = {key: value for key, value in self.env.items() if key not in (EXECUTE_API_URL_ENV, PACE_ENV)}
         self._lambdas = LambdaHost(
             session, self.control_plane_url, worker_env, control_plane.deployed_code, control_plane.write_logs
         )
