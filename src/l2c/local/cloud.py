@@ -135,6 +135,10 @@ class LocalCloud:
         # One edge URL: the control-plane port serves every data plane too.
         data_planes.add_runtime(self._moto.edge, self.runtime_url)
         data_planes.add_execute_api(self._moto.edge, gateway)
+        from l2c.local.rules import iam as iam_rules, sagemaker as sagemaker_rules
+
+        sagemaker_rules.register_admin(self._moto.edge)  # /_l2c/quotas
+        iam_rules.register_admin(self._moto.edge)  # /_l2c/authorize, asked by the runtime
         self._runtime.wait_ready()
 
     def start_runtime(self, wait: bool = True) -> None:
