@@ -1,10 +1,11 @@
-"""Benchmark of the inference runtime (issue 3) against the naive Flask + joblib baseline.
+"""Benchmark of the inference runtime against the naive Flask + joblib baseline.
 
 Measures, on this machine, over loopback only:
 1. single-row text/csv invocations: requests/s and p99 with wrk, 8 keep-alive connections,
    for l2c's container face (2 uvicorn workers) and for bench/naive_flask_server.py;
 2. one 100,000-row (~2 MB) CSV request: median seconds, against in-process inplace_predict
-   on the parsed array and the container stack's ~0.9 s (DESIGN.md's measured anchor);
+   on the parsed array and the container stack's ~0.9 s (measured once on a machine of this kind, the container's
+   serving code rebuilt from its public sources: nginx + gunicorn/gevent + Flask, 2 workers);
 3. memory under sustained load: RSS of the server processes before and after a soak run.
 
 Prints every figure with its target and writes bench/results/runtime.json.
@@ -39,7 +40,7 @@ RESULTS = REPO / "bench" / "results" / "runtime.json"
 HOST = "127.0.0.1"
 SINGLE_ROW = "5.1,3.5,1.4,0.2"
 CONNECTIONS = 8
-CONTAINER_STACK_LARGE_SECONDS = 0.9  # DESIGN.md: gunicorn + gevent + Flask, 2 workers
+CONTAINER_STACK_LARGE_SECONDS = 0.9  # the container's own stack: gunicorn + gevent + Flask, 2 workers
 TARGETS = {
     "single_row_rps": 3000.0,
     "single_row_p99_ms": 10.0,
@@ -284,7 +285,7 @@ def report(results: dict) -> bool:
     line(f"l2c median ({large['measured_with']})", large["median_s"], "s", "large_csv_median_s", lower=True)
     line("in-process inplace_predict median", large["inplace_median_s"], "s")
     line("ratio l2c / inplace_predict", large["ratio_vs_inplace"], "x", "large_vs_inplace_ratio", lower=True)
-    line("container stack (DESIGN.md anchor)", CONTAINER_STACK_LARGE_SECONDS, "s")
+    line("container stack (measured anchor)", CONTAINER_STACK_LARGE_SECONDS, "s")
     line("speed-up over the container stack", large["speedup_vs_container"], "x")
     print(f"memory over a {memory['seconds']} s soak:" if memory else "memory: NOT MEASURED (no wrk)")
     if memory:
