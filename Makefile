@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit bench setup clean
+.PHONY: demo test unit bench setup clean rules-doc
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ unit: $(STAMP)
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The rule table of docs/aws-rules.md, from the rules the local cloud runs.
+rules-doc: $(STAMP)
+	$(BIN)/python -m l2c.local.rules --write docs/aws-rules.md
 
 clean:
 	rm -rf $(VENV) node_modules models .pytest_cache .hypothesis

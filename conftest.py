@@ -152,17 +152,22 @@ def local_cloud(request) -> LocalCloudProcess:
 
 
 @pytest.fixture
-def paced(local_cloud):
-    """``paced(factor)`` sets the local cloud's pace for this test; it is put back afterwards."""
+def paced(local_cloud, cloud_session):
+    """``paced(factor)`` sets the local cloud's pace for this test, and the test session's
+    polling and retrying with it (as a session opened on `l2c up --pace` would); both are put
+    back afterwards."""
     import httpx
 
     url = local_cloud.env["AWS_ENDPOINT_URL"] + "/_l2c/pace"
+    before = cloud_session.pace
 
     def set_pace(factor: float) -> None:
         httpx.post(url, json={"pace": factor}).raise_for_status()
+        cloud_session.pace = factor
 
     yield set_pace
     set_pace(TEST_PACE)
+    cloud_session.pace = before
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,35 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def fail_cloud(err: Exception, profile: Optional[str] = None) -> None:
+    """A cloud error as one line; an expired SSO session (even half-way) says how to sign in."""
+    from l2c.cloud.session import sso_login_hint
+
+    fail(sso_login_hint(err, profile) or str(err))
+
+
+INTERRUPTED = 130  # the shell's exit status after Ctrl-C
+
+
+def fail_interrupted(name: Optional[str], destroying: bool, aws: bool, region: Optional[str], profile: Optional[str]) -> None:
+    """Ctrl-C half-way: what may be running up the bill, and the command that removes it."""
+    from l2c.cloud import sagemaker
+
+    flags = (" --aws" if aws else "") + (f" --region {region}" if region else "") + (f" --profile {profile}" if profile else "")
+    endpoint = f"endpoint {sagemaker.endpoint_name(name)}" if name else "endpoints of the stacks"
+    billing = "bill by the hour" if aws else "would bill by the hour on AWS"
+    destroy = f"`l2c destroy {name or '--all'}{flags}`"
+    if destroying:
+        what, then = f"destroying {name or 'every stack'}", f"Run {destroy} again to finish"
+    else:
+        what, then = f"deploying {name}", f"Remove everything with {destroy}, or finish with `l2c deploy {name}{flags}`"
+    fail(
+        f"interrupted while {what}: what exists so far stays, and the {endpoint} {billing} from the moment "
+        f"they are created (Creating included) until deleted. {then}; `l2c status{flags}` shows what is left.",
+        code=INTERRUPTED,
+    )
+
+
 # --------------------------------------------------------------------------- train / check
 
 
@@ -227,8 +256,10 @@ def deploy(
         if public:
             errors.print("[bold yellow]warning:[/] --public: the API takes requests from anyone who has the URL")
         deployment = stack.deploy(name, model_dir, session=session, options=options, reporter=ConsoleReporter(console))
+    except KeyboardInterrupt:
+        fail_interrupted(name, False, aws, region, profile)
     except _cloud_errors() as err:
-        fail(str(err))
+        fail_cloud(err, profile)
     print_deployment(deployment, console)
 
 
@@ -253,8 +284,10 @@ def destroy(
         if aws and not yes and not typer.confirm(f"Delete {what} in {session.region}?", default=False):
             fail("nothing was deleted")
         report = stack.destroy(name, everything=all_stacks, session=session, reporter=ConsoleReporter(console))
+    except KeyboardInterrupt:
+        fail_interrupted(name, True, aws, region, profile)
     except _cloud_errors() as err:
-        fail(str(err))
+        fail_cloud(err, profile)
     console.print(f"[green]destroyed[/] {', '.join(report.stacks) or 'nothing (no stack found)'}; nothing of it is left")
 
 
@@ -271,7 +304,7 @@ def status(
     try:
         current = stack.status(_connect(aws, region, profile))
     except _cloud_errors() as err:
-        fail(str(err))
+        fail_cloud(err, profile)
     print_status(current, console)
 
 
@@ -296,8 +329,29 @@ def invoke(
         else:
             answer = stack.invoke(name, lines, session=session)
     except _cloud_errors() as err:
-        fail(str(err))
+        fail_cloud(err, profile)
     console.print_json(json.dumps(answer))
+
+
+@app.command()
+def logs(
+    name: str = typer.Argument(..., help="The stack (model name) whose logs to show."),
+    since: str = typer.Option("10m", help="How far back: 30s, 10m, 2h, 1d, 1h30m."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
+    aws: bool = AWS_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+) -> None:
+    """Show the stack's logs (its Lambda function's and its endpoint's CloudWatch groups), by time."""
+    from l2c.cloud.logs import show_logs
+
+    try:
+        show_logs(name, _connect(aws, region, profile), lambda line: console.print(line, markup=False, highlight=False,
+                  soft_wrap=True), since=since, follow=follow)
+    except KeyboardInterrupt:
+        return
+    except _cloud_errors() as err:
+        fail(str(err))
 
 
 @app.command()

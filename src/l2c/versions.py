@@ -36,7 +36,58 @@ def check_local_xgboost() -> None:
 
 
 def image_uri(region: str) -> str:
-    """The XGBoost container's image URI for a region, from the SageMaker SDK's own table."""
-    from sagemaker.core import image_uris  # slow import (~3 s): only when deploying
+    """The XGBoost container's image URI for a region, from the SageMaker SDK's own table.
 
-    return image_uris.retrieve(framework="xgboost", region=region, version=CONTAINER_IMAGE_VERSION)
+    Importing the SDK takes seconds (most of a local deploy's); its table only changes with the
+    SDK's version, so the answer is kept in the user's cache folder under that version.
+    """
+    key = f"sagemaker-core {_sdk_version()} xgboost {CONTAINER_IMAGE_VERSION} {region}"
+    cached = _read_image_cache().get(key)
+    if cached:
+        return cached
+    from sagemaker.core import image_uris  # slow import (~3 s): only when the cache has no answer
+
+    uri = image_uris.retrieve(framework="xgboost", region=region, version=CONTAINER_IMAGE_VERSION)
+    _write_image_cache(key, uri)
+    return uri
+
+
+def image_cache_file():
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "l2c" / "image-uris.json"
+
+
+def _sdk_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sagemaker-core")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _read_image_cache() -> dict:
+    import json
+
+    try:
+        found = json.loads(image_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _write_image_cache(key: str, uri: str) -> None:
+    import json
+    import os
+
+    path = image_cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        staging.write_text(json.dumps({**_read_image_cache(), key: uri}, indent=1, sort_keys=True) + "\n")
+        staging.replace(path)
+    except OSError:  # a read-only home only costs the next deploy the slow lookup
+        pass

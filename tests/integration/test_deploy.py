@@ -64,8 +64,8 @@ def test_every_resource_of_a_stack_carries_its_tag(deployed, cloud_session):
         function = lam.get_function_configuration(FunctionName=deployment.function)
         assert lam.list_tags(Resource=function["FunctionArn"])["Tags"] == {"l2c:stack": name}
         for purpose in ("sagemaker", "lambda"):
-            role_tags = tags.from_tag_list(iam.list_role_tags(RoleName=f"l2c-{name}-{purpose}")["Tags"])
-            assert role_tags == {"l2c:stack": name}
+            role_tags = tags.from_tag_list(iam.list_role_tags(RoleName=f"l2c-{name}-us-east-1-{purpose}")["Tags"])
+            assert role_tags == {"l2c:stack": name, "l2c:region": "us-east-1"}
 
 
 def test_the_bucket_is_hardened(deployed, cloud_session):
@@ -99,7 +99,7 @@ def test_the_endpoint_runs_the_xgboost_image_of_the_region(deployed, cloud_sessi
 
 def test_the_lambda_role_may_invoke_only_its_own_endpoint(deployed, cloud_session):
     iam = cloud_session.client("iam")
-    document = iam.get_role_policy(RoleName="l2c-iris-lambda", PolicyName="l2c-invoke-endpoint")["PolicyDocument"]
+    document = iam.get_role_policy(RoleName="l2c-iris-us-east-1-lambda", PolicyName="l2c-invoke-endpoint")["PolicyDocument"]
     invoke = next(s for s in document["Statement"] if s["Action"] == "sagemaker:InvokeEndpoint")
     assert invoke["Resource"] == f"arn:aws:sagemaker:us-east-1:{cloud_session.account}:endpoint/l2c-iris"
 
@@ -247,14 +247,22 @@ def test_a_new_model_version_moves_the_endpoint_and_removes_the_old_one(deployed
 
 
 def test_serverless_hosting_is_a_new_endpoint_configuration(deployed, cloud_session, trained_models):
+    # SageMaker cannot update an instance endpoint to serverless: refused before anything changes.
     options = stack.DeployOptions(hosting=Hosting(serverless_memory_mb=2048, serverless_max_concurrency=3))
+    before = sorted(str(r) for r in stack.status(cloud_session).of("house-price"))
+    with pytest.raises(CloudError, match="runs on instances; SageMaker cannot update it to serverless. Destroy the stack first"):
+        stack.deploy("house-price", trained_models["house-price"], session=cloud_session, options=options, reporter=Reporter())
+    assert sorted(str(r) for r in stack.status(cloud_session).of("house-price")) == before
+    stack.destroy("house-price", session=cloud_session, reporter=Reporter())
     moved = stack.deploy("house-price", trained_models["house-price"], session=cloud_session, options=options, reporter=Reporter())
-    assert moved.endpoint_change in {"updated", "replaced"}
+    assert moved.endpoint_change == "created"
     sm = cloud_session.client("sagemaker")
     config = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName="l2c-house-price")["EndpointConfigName"])
     assert config["ProductionVariants"][0]["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 3}
     assert [r.kind for r in stack.status(cloud_session).of("house-price")].count("endpoint-config") == 1
     assert post(deployed["house-price"], TUTORIAL_BODIES["house-price"]).status_code == 200
+    stack.destroy("house-price", session=cloud_session, reporter=Reporter())  # back on instances for what follows
+    stack.deploy("house-price", trained_models["house-price"], session=cloud_session, reporter=Reporter())
 
 
 def test_autoscaling_registers_the_variant_with_target_tracking(deployed, cloud_session, trained_models):

@@ -40,8 +40,7 @@ def test_a_failed_endpoint_reports_sagemakers_reason_and_where_the_logs_are(sess
         })
         reason = "The primary container for production variant AllTraffic did not pass the ping health check."
         failed = described("Failed", NEW, FailureReason=reason)
-        stub.add_response("describe_endpoint", failed, {"EndpointName": ENDPOINT})  # the waiter's poll
-        stub.add_response("describe_endpoint", failed, {"EndpointName": ENDPOINT})  # the report
+        stub.add_response("describe_endpoint", failed, {"EndpointName": ENDPOINT})  # the poll, which the report quotes
         with pytest.raises(sagemaker.EndpointFailed) as failure:
             sagemaker.ensure_endpoint(session, ENDPOINT, NEW, {"l2c:stack": "iris"}, Reporter())
         stub.assert_no_pending_responses()
@@ -51,35 +50,36 @@ def test_a_failed_endpoint_reports_sagemakers_reason_and_where_the_logs_are(sess
     assert "l2c destroy" in message
 
 
-def test_a_new_version_uses_update_endpoint_where_the_service_has_it(session, monkeypatch):
+def _no_scalable_target(stub) -> None:
+    stub.add_response("describe_scalable_targets", {"ScalableTargets": []}, {
+        "ServiceNamespace": "sagemaker", "ResourceIds": [f"endpoint/{ENDPOINT}/variant/AllTraffic"],
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    })
+
+
+def test_a_new_version_uses_update_endpoint(session, monkeypatch):
     monkeypatch.setattr(sagemaker, "IN_SERVICE_POLL_S", 0)
-    client, once = session.client("sagemaker"), session.client("sagemaker", attempts=1)
-    with Stubber(client) as stub, Stubber(once) as stub_once:
+    client, scaling = session.client("sagemaker"), session.client("application-autoscaling")
+    with Stubber(client) as stub, Stubber(scaling) as stub_scaling:
         stub.add_response("describe_endpoint", described("InService"), {"EndpointName": ENDPOINT})
         stub.add_response("list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN})
-        stub_once.add_response("update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW})
+        _no_scalable_target(stub_scaling)
+        stub.add_response("update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW})
         stub.add_response("describe_endpoint", described("InService", NEW), {"EndpointName": ENDPOINT})
         change = sagemaker.ensure_endpoint(session, ENDPOINT, NEW, {"l2c:stack": "iris"}, Reporter())
         stub.assert_no_pending_responses()
-        stub_once.assert_no_pending_responses()
+        stub_scaling.assert_no_pending_responses()
     assert change == "updated"
 
 
 def test_a_refused_update_is_reported_not_worked_around_by_deleting_the_endpoint(session):
-    once = session.client("sagemaker", attempts=1)
-    with Stubber(once) as stub:
+    client, scaling = session.client("sagemaker"), session.client("application-autoscaling")
+    with Stubber(client) as stub, Stubber(scaling) as stub_scaling:
+        _no_scalable_target(stub_scaling)
         stub.add_client_error("update_endpoint", "ValidationException", "Cannot update in-progress endpoint", 400)
         with pytest.raises(ClientError, match="in-progress"):
-            sagemaker._update_or_replace(session, ENDPOINT, NEW, {})
-
-
-def test_an_answer_without_an_error_code_means_the_operation_is_not_implemented():
-    def error(code: str) -> ClientError:
-        return ClientError({"Error": {"Code": code, "Message": "..."}}, "UpdateEndpoint")
-
-    assert sagemaker._is_unimplemented(error("500"))  # moto: an HTML page, the status as the code
-    assert not sagemaker._is_unimplemented(error("ValidationException"))
-    assert not sagemaker._is_unimplemented(error("ThrottlingException"))
+            sagemaker.update_endpoint(session, ENDPOINT, described("InService"), NEW, Reporter())
+        stub.assert_no_pending_responses()  # and nothing else: no DeleteEndpoint, no CreateEndpoint
 
 
 def test_the_notebooks_own_role_is_found_with_its_path(session):

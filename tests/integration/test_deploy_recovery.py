@@ -46,7 +46,8 @@ def test_a_deploy_interrupted_before_the_function_is_finished_by_the_next(
     assert "function created" in deployment.changes
     assert kinds(cloud_session) == sorted(
         [
-            ("iam", "role"), ("iam", "role"), ("lambda", "function"), ("logs", "log-group"),
+            # two log groups: the function's, and the endpoint's (its instances write there)
+            ("iam", "role"), ("iam", "role"), ("lambda", "function"), ("logs", "log-group"), ("logs", "log-group"),
             ("s3", "object"), ("sagemaker", "endpoint"), ("sagemaker", "endpoint-config"), ("sagemaker", "model"),
         ]
     )

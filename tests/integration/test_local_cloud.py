@@ -15,6 +15,7 @@ import zipfile
 import httpx
 import pytest
 
+from l2c.cloud.retries import retry_while_role_propagates
 from l2c.cloud.session import CloudError
 from l2c.local.cloud import LocalCloud, Ports
 
@@ -67,7 +68,8 @@ def api(cloud_session, local_cloud):
     gateway, lam, iam = (cloud_session.client(name) for name in ("apigateway", "lambda", "iam"))
     role = iam.create_role(
         RoleName="gateway-test-role",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
     )["Role"]["Arn"]
     api_id = gateway.create_rest_api(name="gateway-test")["id"]
     root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]
@@ -77,11 +79,12 @@ def api(cloud_session, local_cloud):
         name = f"gateway-test-{handler}"
         if name not in functions:
             source = HANDLERS[handler.removesuffix("-noperm")]
-            functions[name] = lam.create_function(
+            functions[name] = retry_while_role_propagates(lambda: lam.create_function(
                 FunctionName=name, Runtime="python3.13", Role=role, Handler="app.handler",
                 Code={"ZipFile": zipped(source)}, Timeout=TIMEOUTS.get(handler, 10),
                 Environment={"Variables": FUNCTION_ENV},
-            )["FunctionArn"]
+            ), cloud_session)["FunctionArn"]
+            lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.05})
         resource = gateway.create_resource(restApiId=api_id, parentId=root, pathPart=path)["id"]
         gateway.put_method(restApiId=api_id, resourceId=resource, httpMethod="POST", authorizationType="NONE",
                            apiKeyRequired=(path == "limited"))
@@ -126,7 +129,7 @@ def test_the_function_runs_with_exactly_its_environment(api, local_cloud):
     runtime_set = {
         "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LANG", "TZ", "PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LANG", "TZ", "PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
         "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "LC_CTYPE",
     }
     assert set(env) - runtime_set == set(FUNCTION_ENV)
@@ -196,6 +199,8 @@ def key_in_plan(api, cloud_session):
 
     yield make
     for plan_id, key_id in made:
+        stage = {"op": "remove", "path": "/apiStages", "value": f"{api['id']}:{STAGE}"}
+        gateway.update_usage_plan(usagePlanId=plan_id, patchOperations=[stage])
         gateway.delete_usage_plan(usagePlanId=plan_id)
         gateway.delete_api_key(apiKey=key_id)
 

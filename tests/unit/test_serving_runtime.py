@@ -203,3 +203,121 @@ def test_unknown_path_is_404(client):
     response = client.get("/endpoints/demo")
     assert response.status_code == 404 and response.headers["x-amzn-errortype"] == "UnknownOperationException"
     assert json.loads(response.content)["message"] == "Unknown operation"
+
+
+# --------------------------------------------------------------------------- async, stream, authorization, logs
+
+
+def test_payload_part_is_framed_as_botocore_reads_an_event_stream():
+    from botocore.eventstream import EventStreamBuffer
+
+    from l2c.serving.runtime_api import payload_part
+
+    buffer = EventStreamBuffer()
+    buffer.add_data(payload_part(b"0.1,0.2,0.7\n") + payload_part(b""))
+    messages = list(buffer)
+    assert [m.payload for m in messages] == [b"0.1,0.2,0.7\n", b""]
+    assert messages[0].headers == {
+        ":event-type": "PayloadPart", ":content-type": "application/octet-stream", ":message-type": "event",
+    }
+
+
+def test_response_stream_path_carries_the_answer_and_the_variant(client, boosters):
+    response = client.post("/endpoints/demo/invocations-response-stream", content=b"0.5,1.0,-1.0",
+                           headers={"content-type": "text/csv", "x-amzn-sagemaker-target-variant": "A"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/vnd.amazon.eventstream"
+    assert response.headers["x-amzn-sagemaker-content-type"].startswith("text/csv")
+    assert response.headers["x-amzn-invoked-production-variant"] == "A"
+    assert expected_csv(boosters["a"], np.array([[0.5, 1.0, -1.0]])) in response.content
+
+
+def test_async_path_on_a_real_time_endpoint_is_a_validation_error(client):
+    response = client.post("/endpoints/demo/async-invocations", headers={"x-amzn-sagemaker-inputlocation": "s3://b/k"})
+    assert response.status_code == 400 and response.headers["x-amzn-errortype"] == "ValidationError"
+    assert "not an asynchronous inference endpoint" in response.json()["message"]
+
+
+class Count:
+    value = 0
+
+
+class StandInAuthorizer:
+    """LocalAuthorizer's interface; denies one endpoint to one temporary key."""
+
+    def __init__(self):
+        self.asked = []
+
+    def cached(self, key, action, resource):
+        return {"allowed": True} if not key.startswith("ASIA") else None
+
+    def decide(self, key, action, resource):
+        self.asked.append((key, action, resource))
+        return {"allowed": not resource.endswith(":endpoint/demo"), "principal": "arn:aws:sts::111122223333:assumed-role/r/s"}
+
+
+def signed(key: str) -> dict:
+    return {"authorization": f"AWS4-HMAC-SHA256 Credential={key}/20261202/eu-west-1/sagemaker/aws4_request, SignedHeaders=host"}
+
+
+def test_a_temporary_key_the_policy_does_not_allow_is_access_denied(plane):
+    app = RuntimeApp(control_plane=plane, authorizer=StandInAuthorizer(), rng=random.Random(0))
+    with start_in_thread(app) as server, httpx.Client(base_url=server.url) as client:
+        denied = invoke(client, **signed("ASIAEXAMPLE"))
+        allowed = invoke(client, **signed("testing"))
+    assert denied.status_code == 400 and denied.headers["x-amzn-errortype"] == "AccessDeniedException"
+    assert denied.json()["message"] == (
+        "User: arn:aws:sts::111122223333:assumed-role/r/s is not authorized to perform: sagemaker:InvokeEndpoint on "
+        "resource: arn:aws:sagemaker:eu-west-1:111122223333:endpoint/demo because no identity-based policy allows the "
+        "sagemaker:InvokeEndpoint action"
+    )
+    assert allowed.status_code == 200
+    assert app.authorizer.asked == [("ASIAEXAMPLE", "sagemaker:InvokeEndpoint", "arn:aws:sagemaker:eu-west-1:111122223333:endpoint/demo")]
+
+
+def test_the_local_authorizer_remembers_answers_until_the_control_plane_changes(monkeypatch):
+    from l2c.serving import runtime_api
+
+    count = Count()
+    authorizer = runtime_api.LocalAuthorizer("http://127.0.0.1:1", count)
+    assert authorizer.cached("testing", "a", "r") == {"allowed": True, "principal": None}  # the account's own key
+    asked = []
+
+    class Answer(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(request, timeout):
+        asked.append(json.loads(request.data))
+        return Answer(b'{"allowed": false, "principal": "p"}')
+
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    assert authorizer.cached("ASIAX", "a", "r") is None
+    assert authorizer.decide("ASIAX", "a", "r") == {"allowed": False, "principal": "p"}
+    assert authorizer.cached("ASIAX", "a", "r") == {"allowed": False, "principal": "p"}
+    count.value += 1  # moto changed: ask again
+    assert authorizer.cached("ASIAX", "a", "r") is None
+    assert asked == [{"access_key": "ASIAX", "action": "a", "resource": "r"}]
+
+
+def test_a_model_error_is_one_line_of_the_container_log(plane):
+    lines = []
+    app = RuntimeApp(control_plane=plane, container_log=lambda *args: lines.append(args), rng=random.Random(0))
+    with start_in_thread(app) as server, httpx.Client(base_url=server.url) as client:
+        response = invoke(client, body=b"a,b,c", **{"x-amzn-sagemaker-target-variant": "B"})
+    assert response.status_code == 424
+    assert len(lines) == 1 and lines[0][:2] == ("demo", "B") and lines[0][2].startswith("Model error (415): Loading csv")
+
+
+def test_an_async_endpoint_takes_no_real_time_invocation(plane):
+    plane.routes["demo"] = Route("demo", "demo-config", plane.routes["demo"].variants, asynchronous=True)
+    server, client = runtime_client(plane)
+    with server:
+        response = invoke(client)
+        stream = client.post("/endpoints/demo/invocations-response-stream", content=b"1,2,3", headers={"content-type": "text/csv"})
+    for answer in (response, stream):
+        assert answer.status_code == 400 and answer.headers["x-amzn-errortype"] == "ValidationError"
+        assert "use InvokeEndpointAsync" in answer.json()["message"]

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from l2c.cloud import tags
-from l2c.cloud.session import CloudSession, delete_if_present, get_if_present
+from l2c.cloud import functions, s3, tags
+from l2c.cloud.retries import retry_while_throttled
+from l2c.cloud.session import CloudError, CloudSession, delete_if_present, get_if_present
 
 NOT_FOUND = {"NotFoundException"}
 
@@ -46,6 +47,12 @@ class Limits:
 def resource_path(stack: str) -> str:
     """The tutorial's names: iris -> irisprediction, house-price -> housepriceprediction."""
     return stack.replace("-", "").replace("_", "") + "prediction"
+
+
+def _metered(session: CloudSession, operation: str, call):
+    """An operation with a control-plane quota, on a client without botocore's own retries."""
+    client = session.client("apigateway", attempts=1)
+    return retry_while_throttled(operation, lambda: call(client), session)
 
 
 def integration_uri(session: CloudSession, function_arn: str) -> str:
@@ -83,13 +90,13 @@ def ensure_rest_api(session: CloudSession) -> tuple[str, bool]:
     api = find_rest_api(session)
     if api is not None:
         return api["id"], False
-    api = session.client("apigateway").create_rest_api(
+    api = _metered(session, "CreateRestApi", lambda client: client.create_rest_api(
         name=API_NAME,
         description="l2c: prediction APIs in front of SageMaker endpoints",
         endpointConfiguration={"types": ["REGIONAL"]},
         apiKeySource="HEADER",
         tags=tags.shared_tags(),
-    )
+    ))
     return api["id"], True
 
 
@@ -164,7 +171,9 @@ def ensure_stage_deployed(session: CloudSession, api_id: str, stage: str = STAGE
     current = get_stage(session, api_id, stage)
     if current is not None and _deployment_description(session, api_id, current["deploymentId"]) == description:
         return False
-    deployment = client.create_deployment(restApiId=api_id, description=description)["id"]
+    deployment = _metered(
+        session, "CreateDeployment", lambda metered: metered.create_deployment(restApiId=api_id, description=description)
+    )["id"]
     if current is None:
         client.create_stage(restApiId=api_id, stageName=stage, deploymentId=deployment, tags=tags.shared_tags())
     else:
@@ -219,8 +228,13 @@ def ensure_usage_plan(session: CloudSession, api_id: str, limits: Limits, stage:
         )["id"]
     patches = _usage_plan_patches(plan, api_id, stage, limits)
     if patches:
-        client.update_usage_plan(usagePlanId=plan["id"], patchOperations=patches)
+        _update_usage_plan(session, plan["id"], patches)
     return plan["id"]
+
+
+def _update_usage_plan(session: CloudSession, plan_id: str, patches: list[dict]) -> None:
+    # One call for every change: UpdateUsagePlan is metered at one call per 20 s per account.
+    _metered(session, "UpdateUsagePlan", lambda client: client.update_usage_plan(usagePlanId=plan_id, patchOperations=patches))
 
 
 def _usage_plan_patches(plan: dict, api_id: str, stage: str, limits: Limits) -> list[dict]:
@@ -305,7 +319,8 @@ def delete_shared(session: CloudSession) -> list[str]:
     if plan is not None:
         for key in _usage_plan_keys(session, plan["id"]):
             client.delete_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"])
-        client.delete_usage_plan(usagePlanId=plan["id"])
+        detach_stages(session, plan)
+        delete_if_present(lambda: client.delete_usage_plan(usagePlanId=plan["id"]), NOT_FOUND)
         deleted.append(f"usage plan {PLAN_NAME}")
     key = find_api_key(session)
     if key is not None:
@@ -313,6 +328,58 @@ def delete_shared(session: CloudSession) -> list[str]:
         deleted.append(f"API key {KEY_NAME}")
     api = find_rest_api(session)
     if api is not None:
-        client.delete_rest_api(restApiId=api["id"])
+        _metered(session, "DeleteRestApi", lambda metered: delete_if_present(
+            lambda: metered.delete_rest_api(restApiId=api["id"]), NOT_FOUND
+        ))
         deleted.append(f"REST API {API_NAME} ({api['id']})")
     return deleted
+
+
+def detach_stages(session: CloudSession, plan: dict) -> bool:
+    """Take every API stage off the plan: AWS refuses to delete a usage plan that still has one
+    (BadRequestException "Cannot delete Usage Plan ... because there are API Stages associated",
+    aws/aws-sdk-js#3841, boto/boto3#2629). One call removes them all: the quota is per call."""
+    stages = [f"{item['apiId']}:{item['stage']}" for item in plan.get("apiStages") or []]
+    if stages:
+        _update_usage_plan(
+            session, plan["id"], [{"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]
+        )
+    return bool(stages)
+
+
+# --------------------------------------------------------------------------- one route per stack
+
+
+def refuse_route_collision(session: CloudSession, stack: str) -> None:
+    """Refuse a stack whose route another stack already has (``iris-v2`` and ``irisv2`` both
+    route to ``/irisv2prediction``), before anything is created for it."""
+    path = resource_path(stack)
+    others = sorted(name for name in _known_stacks(session) if name != stack and resource_path(name) == path)
+    owner = _route_owner(session, path)
+    if owner is not None and owner != stack:
+        others = sorted({*others, owner})
+    if others:
+        raise CloudError(
+            f"stack {stack} would route to /{path}, which stack {others[0]} already uses "
+            f"(hyphens and underscores are dropped from routes); pick another name, or destroy {others[0]} first"
+        )
+
+
+def _known_stacks(session: CloudSession) -> set[str]:
+    """Stacks that got past their first step (the artifact upload) or have a function."""
+    names = {key.split("/", 1)[0] for key in s3.list_keys(session, s3.bucket_name(session))}
+    names |= {tags.stack_of(function["tags"]) for function in functions.list_functions(session)}
+    return {name for name in names if name}
+
+
+def _route_owner(session: CloudSession, path: str) -> str | None:
+    """The stack whose function the route's POST integration calls (its name is ``l2c-<stack>``)."""
+    api = find_rest_api(session)
+    if api is None:
+        return None
+    for item in resources(session, api["id"]):
+        if item["path"] == f"/{path}":
+            uri = ((item.get("resourceMethods") or {}).get("POST", {}).get("methodIntegration") or {}).get("uri", "")
+            function = uri.split(":function:", 1)[1].split("/", 1)[0] if ":function:" in uri else ""
+            return function.removeprefix("l2c-") or None
+    return None

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from l2c.cloud import tags
+from l2c.cloud.retries import retry_while_role_propagates
 from l2c.cloud.session import CloudError, CloudSession, delete_if_present, get_if_present
 from l2c.versions import LAMBDA_RUNTIME
 
@@ -34,8 +34,9 @@ DEFAULT_MAX_ROWS = 1000
 LOG_RETENTION_DAYS = 14
 LAMBDA_DIR_ENV = "L2C_LAMBDA_DIR"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-ROLE_PROPAGATION_ATTEMPTS = 10
-ROLE_PROPAGATION_DELAY_S = 3.0
+# botocore's FunctionActiveV2 / FunctionUpdatedV2 waiters poll every second, 300 times.
+STATE_POLL_S = 1.0
+STATE_MAX_POLLS = 300
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def ensure_function(session: CloudSession, spec: FunctionSpec, wanted_tags: dict
     client = session.client("lambda")
     current = get_configuration(session, spec.name)
     if current is None:
-        arn = _retry_while_role_propagates(
+        arn = retry_while_role_propagates(
             lambda: client.create_function(
                 FunctionName=spec.name,
                 Runtime=LAMBDA_RUNTIME,
@@ -135,17 +136,24 @@ def ensure_function(session: CloudSession, spec: FunctionSpec, wanted_tags: dict
                 Environment={"Variables": spec.environment},
                 Description="l2c: prediction API in front of a SageMaker endpoint",
                 Tags=wanted_tags,
-            )["FunctionArn"]
+            )["FunctionArn"],
+            session,
         )
-        client.get_waiter("function_active_v2").wait(FunctionName=spec.name)
+        _wait(session, "function_active_v2", spec.name)
         return arn, "created"
     change = "unchanged"
-    if current["CodeSha256"] != spec.code_sha256:
+    code_differs, configuration_differs = current["CodeSha256"] != spec.code_sha256, _configuration_differs(current, spec)
+    if code_differs or configuration_differs:
+        # A function still Pending (just created) or InProgress (another update) refuses an
+        # update with ResourceConflictException: wait until it is Active and its last update done.
+        _wait(session, "function_active_v2", spec.name)
+        _wait(session, "function_updated_v2", spec.name)
+    if code_differs:
         client.update_function_code(FunctionName=spec.name, ZipFile=spec.code)
-        client.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        _wait(session, "function_updated_v2", spec.name)
         change = "updated"
-    if _configuration_differs(current, spec):
-        _retry_while_role_propagates(
+    if configuration_differs:
+        retry_while_role_propagates(
             lambda: client.update_function_configuration(
                 FunctionName=spec.name,
                 Runtime=LAMBDA_RUNTIME,
@@ -154,9 +162,10 @@ def ensure_function(session: CloudSession, spec: FunctionSpec, wanted_tags: dict
                 Timeout=spec.timeout,
                 MemorySize=spec.memory,
                 Environment={"Variables": spec.environment},
-            )
+            ),
+            session,
         )
-        client.get_waiter("function_updated_v2").wait(FunctionName=spec.name)
+        _wait(session, "function_updated_v2", spec.name)
         change = "updated"
     present = client.list_tags(Resource=current["FunctionArn"])["Tags"]
     missing = tags.missing_tags(wanted_tags, present)
@@ -184,16 +193,12 @@ def get_configuration(session: CloudSession, function: str) -> dict | None:
     )
 
 
-def _retry_while_role_propagates(call):
-    # A role created seconds ago is not yet assumable by Lambda (IAM is eventually consistent).
-    for attempt in range(ROLE_PROPAGATION_ATTEMPTS):
-        try:
-            return call()
-        except ClientError as err:
-            message = err.response.get("Error", {}).get("Message", "")
-            if "cannot be assumed" not in message or attempt == ROLE_PROPAGATION_ATTEMPTS - 1:
-                raise
-            time.sleep(ROLE_PROPAGATION_DELAY_S)
+def _wait(session: CloudSession, waiter: str, function: str) -> None:
+    """botocore's waiter, polling at AWS's interval there and at the local cloud's pace here."""
+    session.client("lambda").get_waiter(waiter).wait(
+        FunctionName=function,
+        WaiterConfig={"Delay": session.poll_seconds(STATE_POLL_S), "MaxAttempts": STATE_MAX_POLLS},
+    )
 
 
 def allow_invoke_from(session: CloudSession, function: str, statement_id: str, source_arn: str) -> bool:

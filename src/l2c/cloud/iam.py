@@ -3,21 +3,29 @@
 Both live under the path ``/l2c/`` so they can be listed without scanning the account, and
 carry their permissions as inline policies rendered from the templates in ``iam/``: an inline
 policy lives and dies with its role, so a half-deleted stack cannot leave an orphan policy.
+
+IAM is global while everything else of a stack is regional, and each role's policy names its
+region's bucket, endpoint and function. So a role is per stack AND region: its name carries the
+region (``l2c-iris-eu-west-1-lambda``), it is tagged ``l2c:region``, and listing, updating or
+deleting roles from one region never touches another region's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 
 from l2c.cloud import tags
-from l2c.cloud.session import CloudSession, get_if_present
+from l2c.cloud.session import CloudError, CloudSession, get_if_present
 
 NO_SUCH_ENTITY = {"NoSuchEntity"}
 
 ROLE_PATH = "/l2c/"
+REGION_TAG = "l2c:region"
+MAX_ROLE_NAME = 64  # IAM's limit on a role name
 
 
 @dataclass(frozen=True)
@@ -29,8 +37,22 @@ class RoleSpec:
     policy: dict
 
 
-def role_name(stack: str, purpose: str) -> str:
-    return f"l2c-{stack}-{purpose}"
+def role_name(stack: str, purpose: str, region: str) -> str:
+    """``l2c-<stack>-<region>-<purpose>``; a region too long to fit IAM's 64 characters is
+    replaced by a digest of it (no region today comes close: 32-character stack names fit)."""
+    name = f"l2c-{stack}-{region}-{purpose}"
+    if len(name) <= MAX_ROLE_NAME:
+        return name
+    return f"l2c-{stack}-{hashlib.sha256(region.encode()).hexdigest()[:8]}-{purpose}"
+
+
+def region_tags(session: CloudSession) -> dict[str, str]:
+    return {REGION_TAG: session.region}
+
+
+def belongs_here(session: CloudSession, role_tags: dict[str, str]) -> bool:
+    """Whether a role under /l2c/ is this region's (roles without the tag are no region's)."""
+    return role_tags.get(REGION_TAG) == session.region
 
 
 def ensure_role(session: CloudSession, spec: RoleSpec, wanted_tags: dict[str, str]) -> tuple[str, bool]:
@@ -38,6 +60,9 @@ def ensure_role(session: CloudSession, spec: RoleSpec, wanted_tags: dict[str, st
     iam = session.client("iam")
     role = get_role(session, spec.name)
     changed = role is None
+    wanted_tags = {**wanted_tags, **region_tags(session)}
+    if role is not None:
+        _refuse_other_regions(session, role)
     if role is None:
         role = iam.create_role(
             RoleName=spec.name,
@@ -66,6 +91,15 @@ def get_role(session: CloudSession, name: str) -> dict | None:
     return get_if_present(lambda: session.client("iam").get_role(RoleName=name)["Role"], NO_SUCH_ENTITY)
 
 
+def _refuse_other_regions(session: CloudSession, role: dict) -> None:
+    region = tags.from_tag_list(role.get("Tags")).get(REGION_TAG)
+    if region is not None and region != session.region:
+        raise CloudError(
+            f"IAM role {role['RoleName']} belongs to l2c's stack in {region}, not {session.region}; "
+            f"l2c leaves it alone (manage it from {region})"
+        )
+
+
 def _inline_policy(session: CloudSession, role: str, policy_name: str) -> dict | None:
     document = get_if_present(
         lambda: session.client("iam").get_role_policy(RoleName=role, PolicyName=policy_name), NO_SUCH_ENTITY
@@ -83,8 +117,10 @@ def _document(value) -> dict:
 def delete_role(session: CloudSession, name: str) -> bool:
     """Delete the role with its inline and attached policies; False when it was not there."""
     iam = session.client("iam")
-    if get_role(session, name) is None:
+    role = get_role(session, name)
+    if role is None:
         return False
+    _refuse_other_regions(session, role)
     for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
         iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
     for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
@@ -94,13 +130,14 @@ def delete_role(session: CloudSession, name: str) -> bool:
 
 
 def list_roles(session: CloudSession) -> list[dict]:
-    """Roles under l2c's path, each with its tags."""
+    """This region's roles under l2c's path, each with its tags."""
     iam = session.client("iam")
     roles = []
     for page in iam.get_paginator("list_roles").paginate(PathPrefix=ROLE_PATH):
         for role in page["Roles"]:
             role_tags = tags.from_tag_list(iam.list_role_tags(RoleName=role["RoleName"])["Tags"])
-            roles.append({"name": role["RoleName"], "arn": role["Arn"], "tags": role_tags})
+            if belongs_here(session, role_tags):
+                roles.append({"name": role["RoleName"], "arn": role["Arn"], "tags": role_tags})
     return roles
 
 

@@ -107,13 +107,21 @@ def _endpoint_detail(session: CloudSession, item: dict) -> str:
     config_name = description.get("EndpointConfigName")
     if not config_name:
         return status
-    config = session.client("sagemaker").describe_endpoint_config(EndpointConfigName=config_name)
+    config = sagemaker.describe_endpoint_config(session, config_name)
+    if config is None:  # deleted behind the endpoint's back (AWS allows it): the endpoint still runs
+        variant = (description.get("ProductionVariants") or [{}])[0]
+        if "CurrentServerlessConfig" in variant:
+            hosting = "serverless"
+        else:
+            hosting = f"{variant.get('CurrentInstanceCount', '?')} instance(s), billed hourly"
+        return f"{status}, {hosting}, config {config_name} missing"
     variant = config["ProductionVariants"][0]
     if "ServerlessConfig" in variant:
         hosting = f"serverless {variant['ServerlessConfig']['MemorySizeInMB']} MB"
     else:
         hosting = f"{variant.get('InitialInstanceCount')} x {variant.get('InstanceType')}, billed hourly"
-    return f"{status}, {hosting}, config {config_name}"
+    failure = f", last update failed: {description['FailureReason']}" if description.get("FailureReason") else ""
+    return f"{status}, {hosting}, config {config_name}{failure}"
 
 
 def _autoscaling(session: CloudSession) -> list[Resource]:

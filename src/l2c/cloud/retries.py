@@ -4,14 +4,24 @@ IAM is eventually consistent: SageMaker's CreateModel answers ``ValidationExcept
 assume role ...`` and Lambda's CreateFunction ``InvalidParameterValueException: The role
 defined for the function cannot be assumed by Lambda.`` for a role created seconds ago (AWS IAM
 User Guide, troubleshooting; 10-60 s reported in hashicorp/terraform-provider-aws#6566).
+
+API Gateway meters a few control-plane operations per account, far below what botocore's own
+retries wait out: over them it answers ``TooManyRequestsException`` (API Gateway developer guide,
+"Amazon API Gateway quotas", control-plane rate limits). Those calls are retried here, spaced by
+the operation's own quota, on a client without botocore's retries so that one back-off decides.
+
+Every wait is AWS's on AWS and scaled by ``session.poll_seconds`` on the local cloud, whose
+delays and quotas run at the same pace.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, TypeVar
 
 from botocore.exceptions import ClientError
+
+T = TypeVar("T")
 
 # About 90 s in all on AWS: 1, 2, 4, 8, 15, 15, ... seconds apart.
 ROLE_PROPAGATION_BUDGET_S = 90.0
@@ -19,14 +29,29 @@ FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 15.0
 _ROLE_NOT_READY = ("could not assume role", "cannot be assumed")
 
+# Seconds between two calls the quota allows, per operation (API Gateway quotas page).
+API_GATEWAY_QUOTA_S = {
+    "CreateRestApi": 3.0,
+    "CreateDeployment": 5.0,
+    "UpdateUsagePlan": 20.0,
+    "DeleteRestApi": 30.0,
+}
+# Wait out up to this many quota intervals before giving up (other l2c runs may share the quota).
+QUOTA_INTERVALS_BUDGET = 5
+THROTTLED = {"TooManyRequestsException", "ThrottlingException"}
+
 
 def role_not_ready(err: ClientError) -> bool:
     message = err.response.get("Error", {}).get("Message", "").lower()
     return any(text in message for text in _ROLE_NOT_READY)
 
 
-def retry(call: Callable, retryable: Callable[[ClientError], bool], budget_s: float,
-          first_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S, sleep=time.sleep):
+def throttled(err: ClientError) -> bool:
+    return err.response.get("Error", {}).get("Code") in THROTTLED
+
+
+def retry(call: Callable[[], T], retryable: Callable[[ClientError], bool], budget_s: float,
+          first_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S) -> T:
     """``call()`` until it succeeds, fails for another reason, or ``budget_s`` is spent (then re-raise)."""
     deadline = time.monotonic() + budget_s
     delay = first_delay_s
@@ -36,13 +61,38 @@ def retry(call: Callable, retryable: Callable[[ClientError], bool], budget_s: fl
         except ClientError as err:
             if not retryable(err) or time.monotonic() + delay > deadline:
                 raise
-        sleep(delay)
+        time.sleep(delay)
         delay = min(delay * 2, max_delay_s)
 
 
-def retry_while_role_propagates(call: Callable, session=None):
+def repeat_while(call: Callable[[], T], again: Callable[[T], bool], budget_s: float,
+                 first_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S) -> T:
+    """``call()`` again, with back-off, while ``again(result)`` holds and ``budget_s`` lasts; the last result."""
+    deadline = time.monotonic() + budget_s
+    delay = first_delay_s
+    while True:
+        result = call()
+        if not again(result) or time.monotonic() + delay > deadline:
+            return result
+        time.sleep(delay)
+        delay = min(delay * 2, max_delay_s)
+
+
+def _scale(session) -> Callable[[float], float]:
+    return session.poll_seconds if session is not None else (lambda seconds: seconds)
+
+
+def retry_while_role_propagates(call: Callable[[], T], session=None) -> T:
     """``call()``, retried with back-off while IAM has not yet propagated a new role.
 
     ``session`` (a CloudSession) scales the waiting to the local cloud's pace."""
-    scale = session.poll_seconds if session is not None else (lambda seconds: seconds)
+    scale = _scale(session)
     return retry(call, role_not_ready, scale(ROLE_PROPAGATION_BUDGET_S), scale(FIRST_DELAY_S), scale(MAX_DELAY_S))
+
+
+def retry_while_throttled(operation: str, call: Callable[[], T], session=None) -> T:
+    """``call()`` an API Gateway operation with a control-plane quota, waiting out TooManyRequests.
+
+    The first wait is the quota's interval (a sooner retry is refused again), then twice that."""
+    scale, interval = _scale(session), API_GATEWAY_QUOTA_S[operation]
+    return retry(call, throttled, scale(interval * QUOTA_INTERVALS_BUDGET), scale(interval), scale(interval * 2))

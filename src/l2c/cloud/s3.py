@@ -131,14 +131,73 @@ def list_keys(session: CloudSession, bucket: str, prefix: str = "") -> list[str]
 
 
 def delete_keys(session: CloudSession, bucket: str, keys: list[str]) -> None:
+    """Delete the keys for good: every version and delete marker when versioning was ever on.
+
+    DeleteObjects answers 200 even when it deleted nothing: each refusal (AccessDenied, an
+    object lock, ...) is an entry of ``Errors``, which is read and reported here."""
+    if not keys:
+        return
+    wanted = set(keys)
+    if versioning_ever_enabled(session, bucket):
+        targets = [item for prefix in _common_prefixes(wanted) for item in _versions(session, bucket, prefix)]
+        targets = [item for item in targets if item["Key"] in wanted]
+    else:
+        targets = [{"Key": key} for key in keys]
+    _delete_objects(session, bucket, targets)
+
+
+def versioning_ever_enabled(session: CloudSession, bucket: str) -> bool:
+    """Enabled or Suspended: a suspended bucket still holds the versions written before."""
+    return session.client("s3").get_bucket_versioning(Bucket=bucket).get("Status") in {"Enabled", "Suspended"}
+
+
+def _common_prefixes(keys: set[str]) -> set[str]:
+    # One listing per stack folder rather than one per key.
+    return {key.split("/", 1)[0] + "/" if "/" in key else key for key in keys}
+
+
+def _versions(session: CloudSession, bucket: str, prefix: str) -> list[dict]:
+    paginator = session.client("s3").get_paginator("list_object_versions")
+    found = []
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            found.append({"Key": item["Key"], "VersionId": item["VersionId"]})
+    return found
+
+
+def _delete_objects(session: CloudSession, bucket: str, targets: list[dict]) -> None:
     s3 = session.client("s3")
-    for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
-        batch = [{"Key": key} for key in keys[start : start + 1000]]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+    failed = []
+    for start in range(0, len(targets), 1000):  # DeleteObjects takes at most 1000 keys
+        batch = targets[start : start + 1000]
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, ExpectedBucketOwner=session.account)
+        failed += answer.get("Errors", [])
+    if failed:
+        shown = "; ".join(
+            f"{item.get('Key')}{' version ' + item['VersionId'] if item.get('VersionId') else ''}: "
+            f"{item.get('Code')} ({item.get('Message')})"
+            for item in failed[:5]
+        )
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        raise CloudError(f"S3 refused to delete {len(failed)} object(s) in {bucket}: {shown}{more}")
+
+
+def remaining_versions(session: CloudSession, bucket: str, prefix: str = "") -> list[dict]:
+    """Object versions and delete markers left (a versioned bucket cannot be deleted with any)."""
+    try:
+        return _versions(session, bucket, prefix)
+    except ClientError as err:
+        if err.response["Error"].get("Code") == "NoSuchBucket":
+            return []
+        raise
 
 
 def delete_bucket_if_empty(session: CloudSession, bucket: str) -> bool:
     if not bucket_exists(session, bucket) or list_keys(session, bucket):
         return False
-    session.client("s3").delete_bucket(Bucket=bucket)
+    if versioning_ever_enabled(session, bucket):
+        # Only versions and delete markers of deleted objects are left: they would make
+        # DeleteBucket fail with BucketNotEmpty.
+        _delete_objects(session, bucket, remaining_versions(session, bucket))
+    session.client("s3").delete_bucket(Bucket=bucket, ExpectedBucketOwner=session.account)
     return True

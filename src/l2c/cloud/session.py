@@ -26,6 +26,8 @@ from botocore.exceptions import (
     EndpointConnectionError,
     NoCredentialsError,
     PartialCredentialsError,
+    SSOError,
+    TokenRetrievalError,
 )
 
 AUTO, LOCAL, AWS = "auto", "local", "aws"
@@ -218,10 +220,23 @@ def local_cloud_env() -> dict[str, str]:
         raise CloudError(f"{path} is unreadable ({err}); stop and restart `l2c up`") from None
 
 
+def sso_login_hint(err: BaseException, profile: str | None = None) -> str | None:
+    """What to do when botocore could not refresh an IAM Identity Center (SSO) session, or None
+    for any other error. botocore raises UnauthorizedSSOTokenError (an SSOError) for an expired
+    cached token and TokenRetrievalError when refreshing it fails (botocore/credentials.py,
+    botocore/tokens.py): both mean the user must sign in again."""
+    if not isinstance(err, (SSOError, TokenRetrievalError)):
+        return None
+    command = "aws sso login" + (f" --profile {profile}" if profile and profile != "default" else "")
+    return f"your AWS SSO session has expired or is invalid ({err}): run `{command}`, then run l2c again"
+
+
 def _account_of(session: CloudSession) -> str:
     sts = session.client("sts")
     try:
         return sts.get_caller_identity()["Account"]
+    except (SSOError, TokenRetrievalError) as err:
+        raise CloudError(sso_login_hint(err, session.boto.profile_name)) from None
     except (NoCredentialsError, PartialCredentialsError):
         raise CloudError(
             "no AWS credentials found: run `aws configure`, set AWS_PROFILE, or run inside "

@@ -152,7 +152,7 @@ def prepare(
     check_stack_name(name)
     model_dir = Path(model_dir) if model_dir is not None else Path("models") / name
     checks.check_model_dir(model_dir)  # an artifact the container would mis-load never reaches S3
-    return Stack(
+    stack = Stack(
         name=name,
         model_dir=model_dir,
         card=checks.read_card(model_dir),
@@ -160,6 +160,9 @@ def prepare(
         options=options or DeployOptions(),
         reporter=reporter if reporter is not None else ConsoleReporter(),
     )
+    check_before_creating(stack.name, stack.session, stack.options, stack.version)
+    apigateway.refuse_route_collision(stack.session, stack.name)
+    return stack
 
 
 def deploy(name: str, model_dir: Path | str | None = None, **settings) -> Deployment:
@@ -197,14 +200,14 @@ def create_roles(stack: Stack) -> tuple[str, str]:
     else:
         stack.sagemaker_role_arn, changed = iam.ensure_role(session, sagemaker_role_spec(session, name, bucket), stack.tags)
         stack.changed("SageMaker role", changed)
-        stack.reporter.step(f"SageMaker execution role {iam.role_name(name, 'sagemaker')}: reads s3://{bucket}/{name}/ only")
+        stack.reporter.step(f"SageMaker execution role {iam.role_name(name, 'sagemaker', session.region)}: reads s3://{bucket}/{name}/ only")
     if options.lambda_role_arn:
         stack.lambda_role_arn = options.lambda_role_arn
         stack.reporter.step(f"Lambda role {options.lambda_role_arn} (given)")
     else:
         stack.lambda_role_arn, changed = iam.ensure_role(session, lambda_role_spec(session, name), stack.tags)
         stack.changed("Lambda role", changed)
-        stack.reporter.step(f"Lambda role {iam.role_name(name, 'lambda')}: invokes endpoint {sagemaker.endpoint_name(name)} only")
+        stack.reporter.step(f"Lambda role {iam.role_name(name, 'lambda', session.region)}: invokes endpoint {sagemaker.endpoint_name(name)} only")
     return stack.sagemaker_role_arn, stack.lambda_role_arn
 
 
@@ -218,7 +221,7 @@ def sagemaker_role_spec(session: CloudSession, name: str, bucket: str) -> iam.Ro
         "EndpointName": sagemaker.endpoint_name(name),
     }
     return iam.RoleSpec(
-        name=iam.role_name(name, "sagemaker"),
+        name=iam.role_name(name, "sagemaker", session.region),
         description=f"l2c: SageMaker execution role of stack {name}",
         trust_policy=policies.render_policy("sagemaker-trust-policy", **values),
         policy_name="l2c-sagemaker-execution",
@@ -234,7 +237,7 @@ def lambda_role_spec(session: CloudSession, name: str) -> iam.RoleSpec:
         "FunctionName": functions.function_name(name),
     }
     return iam.RoleSpec(
-        name=iam.role_name(name, "lambda"),
+        name=iam.role_name(name, "lambda", session.region),
         description=f"l2c: role of the prediction function of stack {name}",
         trust_policy=policies.render_policy("lambda-trust-policy", **values),
         policy_name="l2c-invoke-endpoint",
@@ -247,8 +250,23 @@ def image_uri(region: str) -> str:
     from l2c import versions
 
     if region not in _IMAGES:
-        _IMAGES[region] = versions.image_uri(region)
+        try:
+            _IMAGES[region] = versions.image_uri(region)
+        except ValueError:  # the SDK's "Unsupported region" for a region its table lacks
+            raise CloudError(
+                f"SageMaker's XGBoost {versions.CONTAINER_IMAGE_VERSION} image is not published in {region}; "
+                f"supported regions: {', '.join(image_regions())}"
+            ) from None
     return _IMAGES[region]
+
+
+def image_regions() -> list[str]:
+    from sagemaker.core import image_uris
+
+    from l2c import versions
+
+    table = image_uris.config_for_framework("xgboost")["inference"]["versions"]
+    return sorted(table[versions.CONTAINER_IMAGE_VERSION]["registries"])
 
 
 _IMAGES: dict[str, str] = {}
@@ -289,28 +307,51 @@ def create_endpoint(stack: Stack) -> str:
     stack.reporter.step(f"endpoint {stack.endpoint} InService ({stack.endpoint_change})")
     _remove_superseded(stack)
     if options.autoscale:
-        if options.hosting.serverless:
-            raise CloudError("--autoscale applies to instance endpoints; serverless ones scale by themselves")
         sagemaker.register_autoscaling(session, stack.endpoint, *options.autoscale)
         stack.reporter.step(f"autoscaling {options.autoscale[0]}-{options.autoscale[1]} instances on invocations")
     return stack.endpoint
 
 
 def _remove_superseded(stack: Stack) -> None:
-    """Older versions' configs, models and artifacts, once the endpoint no longer uses them."""
+    """Older versions' configs, models and artifacts, once the endpoint no longer uses them.
+
+    What the live endpoint references is kept whatever this deploy thinks is current: it is
+    what serves the API (after a rolled-back update, the previous version)."""
+    live = _live_references(stack.session, stack.endpoint or sagemaker.endpoint_name(stack.name))
+    keep = {stack.endpoint_config, stack.model_name, *live}
     for resource in inventory.sagemaker_resources(stack.session, stack.name):
-        if resource.kind == "endpoint-config" and resource.name != stack.endpoint_config:
+        if resource.name in keep:
+            continue
+        if resource.kind == "endpoint-config":
             sagemaker.delete_endpoint_config(stack.session, resource.name)
             stack.reporter.step(f"removed superseded endpoint config {resource.name}")
-        elif resource.kind == "model" and resource.name != stack.model_name:
+        elif resource.kind == "model":
             sagemaker.delete_model(stack.session, resource.name)
             stack.reporter.step(f"removed superseded model {resource.name}")
     bucket = stack.bucket or s3.bucket_name(stack.session)
-    current = s3.artifact_key(stack.name, stack.version)
-    old = [key for key in s3.list_keys(stack.session, bucket, f"{stack.name}/") if key != current]
+    current = {s3.artifact_key(stack.name, stack.version)} | {
+        url.removeprefix(f"s3://{bucket}/") for url in live if url.startswith(f"s3://{bucket}/")
+    }
+    old = [key for key in s3.list_keys(stack.session, bucket, f"{stack.name}/") if key not in current]
     if old:
         s3.delete_keys(stack.session, bucket, old)
         stack.reporter.step(f"removed superseded artifact(s) {', '.join(old)}")
+
+
+def _live_references(session: CloudSession, endpoint: str) -> set[str]:
+    """The config, models and artifact URLs the endpoint runs on now (empty when there is none)."""
+    description = sagemaker.describe_endpoint(session, endpoint)
+    if description is None:
+        return set()
+    config = sagemaker.describe_endpoint_config(session, description["EndpointConfigName"])
+    references = {description["EndpointConfigName"]}
+    for variant in (config or {}).get("ProductionVariants", []):
+        references.add(variant["ModelName"])
+        model = sagemaker.get_model(session, variant["ModelName"])
+        url = ((model or {}).get("PrimaryContainer") or {}).get("ModelDataUrl")
+        if url:
+            references.add(url)
+    return references
 
 
 def create_function(stack: Stack) -> str:
@@ -425,13 +466,17 @@ def _blank_environment(name: str) -> dict:
 
 
 def plan(name: str, session: CloudSession, options: DeployOptions | None = None) -> list[str]:
-    """What a deploy creates, and which of it keeps costing money until destroyed."""
+    """What a deploy creates, and which of it keeps costing money until destroyed.
+
+    Runs the same checks as the deploy itself does before creating anything (image, quota,
+    hosting change, given roles): a deploy that AWS would refuse half-way is refused here."""
     options = options or DeployOptions()
+    checked = check_before_creating(name, session, options)
     bucket = s3.bucket_name(session)
     endpoint = sagemaker.endpoint_name(name)
-    return [
+    return [f"checked: {line}" for line in checked] + [
         f"S3 bucket {bucket} (if missing) and the model artifact: storage, cents a month",
-        f"IAM roles {iam.role_name(name, 'sagemaker')} and {iam.role_name(name, 'lambda')}: free",
+        f"IAM roles {iam.role_name(name, 'sagemaker', session.region)} and {iam.role_name(name, 'lambda', session.region)}: free",
         "SageMaker model and endpoint configuration: free",
         f"SageMaker endpoint {endpoint}: {options.hosting.describe()}  <- KEEPS BILLING until `l2c destroy {name} --aws`",
         f"Lambda function {functions.function_name(name)} and its log group: per request and per GB of logs",
@@ -439,6 +484,98 @@ def plan(name: str, session: CloudSession, options: DeployOptions | None = None)
         + ("no API key (PUBLIC)" if options.public else "API key and usage plan")
         + ": per request",
     ]
+
+
+# --------------------------------------------------------------------------- checks before anything is created
+
+# What SageMaker's execution role does with a model (iam/sagemaker-execution-policy.json).
+READ_ARTIFACT = ("s3:GetObject",)
+PULL_IMAGE = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+# What creating the function's role takes (iam.ensure_role).
+CREATE_ROLE = ("iam:CreateRole", "iam:PutRolePolicy", "iam:TagRole")
+
+
+def check_before_creating(name: str, session: CloudSession, options: DeployOptions, version: str | None = None) -> list[str]:
+    """Refuse, with what to do, a deploy that AWS would refuse after S3, IAM and SageMaker were
+    already written to; otherwise one line per check, for the plan."""
+    if options.autoscale and options.hosting.serverless:
+        raise CloudError("--autoscale applies to instance endpoints; serverless ones scale by themselves")
+    image = image_uri(session.region)
+    sagemaker.check_hosting_change(session, sagemaker.endpoint_name(name), options.hosting)
+    lines = [f"image {image}", sagemaker.check_instance_quota(session, options.hosting)]
+    if options.role_arn:
+        lines.append(_check_execution_role(session, name, version, options.role_arn, image))
+        if not options.lambda_role_arn:
+            lines.append(_check_may_create_function_role(session, name))
+    return lines
+
+
+def _check_execution_role(session: CloudSession, name: str, version: str | None, role_arn: str, image: str) -> str:
+    bucket = s3.bucket_name(session)
+    key = s3.artifact_key(name, version or "0" * 12)
+    artifact = f"arn:{session.partition}:s3:::{bucket}/{key}"
+    repository = f"arn:{session.partition}:ecr:{session.region}:{policies.image_account(image)}:repository/sagemaker-xgboost"
+    denied = _denied(session, role_arn, READ_ARTIFACT, artifact)
+    if denied is None:
+        return f"role {role_arn}: could not be checked (iam:SimulatePrincipalPolicy refused); {_role_needs(session, bucket, name)}"
+    denied += _denied(session, role_arn, PULL_IMAGE, repository) or []
+    if denied:
+        raise CloudError(
+            f"role {role_arn} may not {', '.join(denied)} (IAM policy simulation); nothing was created.\n"
+            f"  {_role_needs(session, bucket, name)}\n"
+            "  A SageMaker notebook role with AmazonSageMakerFullAccess reads only buckets with 'sagemaker' in their name.\n"
+            "  Or leave out --role-arn: l2c then creates a role that reads this stack's artifacts only."
+        )
+    return f"role {role_arn}: may read {artifact} and pull the XGBoost image"
+
+
+def _role_needs(session: CloudSession, bucket: str, name: str) -> str:
+    return (
+        f"the SageMaker execution role needs s3:GetObject on arn:{session.partition}:s3:::{bucket}/{name}/*, "
+        f"{', '.join(PULL_IMAGE)} on the sagemaker-xgboost repository, ecr:GetAuthorizationToken, "
+        "and logs:CreateLogStream/PutLogEvents (iam/sagemaker-execution-policy.json is exactly that)"
+    )
+
+
+def _check_may_create_function_role(session: CloudSession, name: str) -> str:
+    caller = _caller_principal(session)
+    spec = lambda_role_spec(session, name)
+    role = f"arn:{session.partition}:iam::{session.account}:role{iam.ROLE_PATH}{spec.name}"
+    denied = _denied(session, caller, CREATE_ROLE, role) if caller else None
+    if denied is None:
+        return f"the function's role {spec.name} will be created (whether you may could not be checked)"
+    if denied:
+        endpoint = session.arn("sagemaker", f"endpoint/{sagemaker.endpoint_name(name)}")
+        raise CloudError(
+            f"you ({caller}) may not create the function's role ({', '.join(denied)} denied); nothing was created.\n"
+            f"  Pass --lambda-role-arn: a role lambda.amazonaws.com may assume, allowed sagemaker:InvokeEndpoint on "
+            f"{endpoint} and logs:CreateLogStream/PutLogEvents (iam/lambda-invoke-endpoint-policy.json)"
+        )
+    return f"the function's role {spec.name} will be created (you may create roles)"
+
+
+def _caller_principal(session: CloudSession) -> str | None:
+    """Who is deploying, as IAM's simulator names principals: a user's ARN, or an assumed role's role ARN."""
+    from l2c.cloud.session import caller_role_arn
+
+    try:
+        role = caller_role_arn(session)
+    except CloudError:
+        return None  # an assumed role whose path cannot be read: the simulator would not know it
+    return role or session.client("sts").get_caller_identity()["Arn"]
+
+
+def _denied(session: CloudSession, principal: str, actions, resource: str) -> list[str] | None:
+    """The actions IAM's policy simulator denies ``principal`` on ``resource``; None if it cannot say."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        results = session.client("iam").simulate_principal_policy(
+            PolicySourceArn=principal, ActionNames=list(actions), ResourceArns=[resource]
+        )["EvaluationResults"]
+    except (ClientError, BotoCoreError):
+        return None  # not allowed to simulate, or a principal the simulator does not know
+    return [result["EvalActionName"] for result in results if result["EvalDecision"] != "allowed"]
 
 
 # --------------------------------------------------------------------------- status / invoke
@@ -520,14 +657,34 @@ def _check_row_widths(body: str, feature_names: list[str] | None) -> None:
             )
 
 
-def call_api(name: str, body: dict, session: CloudSession | None = None, target: str = AUTO) -> tuple[int, dict]:
-    """POST a JSON body to the stack's API over HTTP, with its key, the way Postman does."""
+# A fresh deploy's key and stage take seconds to work on AWS (403 meanwhile), and its
+# endpoint may answer 5xx while it warms up: call_api keeps trying for this long.
+API_READY_WAIT_S = 60.0
+
+
+def call_api(
+    name: str, body: dict, session: CloudSession | None = None, target: str = AUTO, wait_s: float = API_READY_WAIT_S
+) -> tuple[int, dict]:
+    """POST a JSON body to the stack's API over HTTP, with its key, the way Postman does.
+
+    A 403 or 5xx is retried with back-off for up to ``wait_s`` seconds (scaled to the local
+    cloud's pace) before it is returned: right after a deploy, they mean "not ready yet"."""
     import httpx
+
+    from l2c.cloud import retries
 
     session = session or connect(target)
     url, key = api_access(session, name)
     headers = {"x-api-key": key} if key else {}
-    response = httpx.post(url, json=body, headers=headers, timeout=60)
+
+    def post() -> httpx.Response:
+        return httpx.post(url, json=body, headers=headers, timeout=60)
+
+    def not_ready(response: httpx.Response) -> bool:
+        return response.status_code == 403 or response.status_code >= 500
+
+    response = retries.repeat_while(post, not_ready, session.poll_seconds(wait_s) if wait_s > 0 else 0,
+                                    session.poll_seconds(retries.FIRST_DELAY_S), session.poll_seconds(retries.MAX_DELAY_S))
     try:
         return response.status_code, response.json()
     except ValueError:
@@ -582,6 +739,12 @@ def _destroy_stack(session: CloudSession, name: str, reporter: Reporter) -> list
             deleted.append(what)
             reporter.step(f"deleted {what}")
 
+    # The endpoint first: it is what bills, and deleting it is what AWS may refuse for a while
+    # (an operation in progress). Should that fail, the route and function are still there and
+    # the stack is whole: running destroy again finishes it.
+    endpoint = sagemaker.endpoint_name(name)
+    note(f"autoscaling of {endpoint}", sagemaker.deregister_autoscaling(session, endpoint))
+    note(f"endpoint {endpoint}", sagemaker.delete_endpoint(session, endpoint, reporter))
     api = apigateway.find_rest_api(session)
     path = apigateway.resource_path(name)
     if api is not None and apigateway.remove_resource(session, api["id"], path):
@@ -591,11 +754,6 @@ def _destroy_stack(session: CloudSession, name: str, reporter: Reporter) -> list
     function = functions.function_name(name)
     note(f"Lambda function {function}", functions.delete_function(session, function))
     note(f"log group {functions.log_group_name(function)}", functions.delete_log_group(session, functions.log_group_name(function)))
-    endpoint = sagemaker.endpoint_name(name)
-    note(f"autoscaling of {endpoint}", sagemaker.deregister_autoscaling(session, endpoint))
-    with reporter.waiting(f"deleting endpoint {endpoint}"):
-        endpoint_deleted = sagemaker.delete_endpoint(session, endpoint)
-    note(f"endpoint {endpoint}", endpoint_deleted)
     for resource in inventory.inventory(session, name):
         if resource.kind == "endpoint-config":
             note(f"endpoint config {resource.name}", sagemaker.delete_endpoint_config(session, resource.name))

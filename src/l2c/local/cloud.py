@@ -22,10 +22,15 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+from l2c.cloud.progress import ConsoleReporter
 from l2c.cloud.session import EXECUTE_API_URL_ENV, LOCAL_CREDENTIALS, LOCAL_REGION, local_cloud_file
 from l2c.local import control_plane, data_planes
 from l2c.local.pace import PACE, PACE_ENV
@@ -64,6 +69,9 @@ class LocalCloud:
         if pace is not None:
             PACE.set(pace)
         self.region = region
+        # `l2c up` deploys while the runtime process is still starting (no deploy step needs it)
+        # and waits for it before the first call; everyone else gets a cloud that serves at once.
+        self.wait_for_runtime = True
         self._moto = self._runtime = self._gateway = self._lambdas = None
 
     @property
@@ -107,13 +115,13 @@ class LocalCloud:
         return self
 
     def _start_servers(self) -> None:
+        # Its own process, started first: its imports (seconds) overlap this process's below.
+        self.start_runtime(wait=False)
         import boto3
 
         from l2c.local.gateway import Gateway, GatewayServer
         from l2c.local.lambdas import LambdaHost
 
-        # Its own process, started first: its imports overlap moto's start-up below.
-        self.start_runtime(wait=False)
         self._moto = control_plane.start(self.ports.control_plane, HOST)
         # Tests and notebooks in this process find the cloud the standard way, through the environment.
         os.environ.update(self.env)
@@ -135,11 +143,19 @@ class LocalCloud:
         # One edge URL: the control-plane port serves every data plane too.
         data_planes.add_runtime(self._moto.edge, self.runtime_url)
         data_planes.add_execute_api(self._moto.edge, gateway)
+        data_planes.add_lambda_invoke(self._moto.edge, self._lambdas)
+        data_planes.add_test_invoke(self._moto.edge, gateway)
         from l2c.local.rules import iam as iam_rules, sagemaker as sagemaker_rules
 
         sagemaker_rules.register_admin(self._moto.edge)  # /_l2c/quotas
         iam_rules.register_admin(self._moto.edge)  # /_l2c/authorize, asked by the runtime
-        self._runtime.wait_ready()
+        if self.wait_for_runtime:
+            self._runtime.wait_ready()
+
+    def wait_runtime_ready(self) -> None:
+        """For a cloud started with ``wait_for_runtime = False``: until the runtime answers."""
+        if self._runtime is not None:
+            self._runtime.wait_ready()
 
     def start_runtime(self, wait: bool = True) -> None:
         """Start the inference runtime's process (again, after :meth:`stop_runtime`)."""
@@ -238,33 +254,172 @@ def up(
 
     console = console or Console()
     _log_requests_to(console)
+    cloud = LocalCloud(ports, pace=pace)
+    if deploy_models:
+        cloud.wait_for_runtime = False  # no deploy step needs it; the first calls below wait for it
+        if _trained(models_dir):
+            _keep_scikit_learn_out()
 
     def ready(cloud: LocalCloud) -> None:
         console.print("[bold green]local cloud up[/]: point boto3, a notebook or a shell at it with", highlight=False)
         for line in cloud.exports():
             console.print(f"  {line}", highlight=False)
         if deploy_models:
-            _deploy_tutorial_models(models_dir, console)
+            deployments = _deploy_tutorial_models(models_dir, console)
+            cloud.wait_runtime_ready()
+            _call_each_api(deployments, console)
         console.print("serving; Ctrl-C stops everything", highlight=False)
 
-    run_until_stopped(LocalCloud(ports, pace=pace), on_ready=ready)
+    run_until_stopped(cloud, on_ready=ready)
     console.print("local cloud stopped")
 
 
-def _deploy_tutorial_models(models_dir, console) -> None:
+# l2c.local.demo.MODELS and l2c.artifact.TARBALL_NAME, named here because importing either
+# imports xgboost (a unit test keeps them equal).
+TUTORIAL_MODELS = ("iris", "house-price")
+TARBALL = "model.tar.gz"
+
+
+def _trained(models_dir) -> bool:
+    return all((Path(models_dir) / name / TARBALL).is_file() for name in TUTORIAL_MODELS)
+
+
+def _keep_scikit_learn_out() -> None:
+    """xgboost imports scikit-learn whenever it is installed: ~1.7 s of this process's start on
+    two cores, before the first deploy can check its artifact. With both models trained, nothing
+    here needs it (the cloud and the deploys use native boosters; only training uses the
+    scikit-learn wrapper), so it is not imported. A process that already has xgboost is left alone."""
+    if "xgboost" not in sys.modules:
+        sys.modules.setdefault("sklearn", None)
+
+
+# What stack.deploy runs. The API step is shared between stacks (one REST API, key and usage
+# plan), so concurrent deploys take it one at a time; and since neither the function nor the API
+# needs the endpoint InService, they are made while it is Creating (AWS's longest wait).
+DEPLOY_CLIENTS = ("s3", "iam", "sagemaker", "lambda", "logs", "apigateway", "service-quotas")
+STEPS_BEFORE_ENDPOINT = ("upload_model", "create_roles", "create_model", "create_endpoint_config")
+ENDPOINT_STEP = "create_endpoint"
+STEPS_WHILE_CREATING = ("create_function",)
+
+
+def _deploy_tutorial_models(models_dir, console) -> dict:
+    """Both models at once: each one's endpoint is Creating while the other's steps run."""
     from l2c.cloud import stack
     from l2c.cloud.display import print_deployment
-    from l2c.cloud.progress import ConsoleReporter
     from l2c.cloud.session import LOCAL, connect
     from l2c.local.demo import MODELS, TUTORIAL_BODIES, ensure_trained
 
+    model_dirs = {name: ensure_trained(name, models_dir, console) for name in MODELS}
     session = connect(LOCAL)
+    # boto3 creates clients safely one at a time only; once made, threads may share them.
+    for service in DEPLOY_CLIENTS:
+        session.client(service)
     # The committed Postman environment then works as it is, without copying a generated key.
     options = stack.DeployOptions(api_key_value=committed_local_api_key(console))
+    shared_api = threading.Lock()
+    deployments, failures = {}, {}
+
+    def deploy(name: str) -> None:
+        try:
+            deployments[name] = _deploy_stack(name, model_dirs[name], session, options, StackReporter(console, name), shared_api)
+        except BaseException as err:  # re-raised below, in the main thread
+            failures[name] = err
+
+    # Daemons: Ctrl-C stops the cloud under them, and the process need not wait for their retries.
+    threads = [threading.Thread(target=deploy, args=(name,), name=f"l2c-deploy-{name}", daemon=True) for name in MODELS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     for name in MODELS:
-        model_dir = ensure_trained(name, models_dir, console)
-        deployment = stack.deploy(name, model_dir, session=session, options=options, reporter=ConsoleReporter(console))
-        print_deployment(deployment, console, json.dumps(TUTORIAL_BODIES[name]))
+        if name in failures:
+            raise failures[name]
+    for name in MODELS:
+        print_deployment(deployments[name], console, json.dumps(TUTORIAL_BODIES[name]))
+    return deployments
+
+
+def _deploy_stack(name, model_dir, session, options, reporter, shared_api: threading.Lock):
+    from l2c.cloud import stack
+
+    prepared = stack.prepare(name, model_dir, session=session, options=options, reporter=reporter)
+    for step in STEPS_BEFORE_ENDPOINT:
+        getattr(stack, step)(prepared)
+    failure: list[BaseException] = []
+
+    def endpoint() -> None:
+        try:
+            getattr(stack, ENDPOINT_STEP)(prepared)
+        except BaseException as err:  # re-raised below
+            failure.append(err)
+
+    waiting = threading.Thread(target=endpoint, name=f"l2c-endpoint-{name}", daemon=True)
+    waiting.start()
+    try:
+        for step in STEPS_WHILE_CREATING:
+            getattr(stack, step)(prepared)
+        with shared_api:
+            api = stack.create_api(prepared)
+    finally:
+        waiting.join()
+    if failure:
+        raise failure[0]
+    deployment = stack.deployment_of(prepared)  # now with the endpoint's outcome
+    deployment.postman_environment = api.postman_environment
+    return deployment
+
+
+def _call_each_api(deployments: dict, console) -> None:
+    """One tutorial request per API, as Postman sends it: `serving` then means answering (and the
+    functions' first, cold, invocations are behind us)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.markup import escape
+
+    from l2c.local.demo import TUTORIAL_BODIES, answer_text, post
+
+    def call(item):
+        name, deployment = item
+        try:
+            return name, *post(deployment.url, TUTORIAL_BODIES[name], deployment.api_key)
+        except Exception as err:  # the cloud keeps serving; say what happened
+            return name, None, {"error": str(err)}
+
+    with ThreadPoolExecutor(len(deployments) or 1) as pool:
+        for name, status, answer in pool.map(call, deployments.items()):
+            line = f"[{name}] POST {deployments[name].url} -> {answer_text(name, status, answer)}"
+            mark = "[green]✓[/]" if status == 200 else "[bold yellow]![/]"
+            console.print(f"  {mark} {escape(line)}", highlight=False, soft_wrap=True)
+
+
+class StackReporter(ConsoleReporter):
+    """A console reporter for one of several deploys running at once: every line names its stack,
+    and a wait prints a line when it starts instead of a spinner (a console shows one at a time)."""
+
+    def __init__(self, console, stack: str) -> None:
+        super().__init__(console)
+        self.prefix = f"[{stack}] "
+
+    def step(self, message: str) -> None:
+        self.lines.append(message)
+        self._print("[green]✓[/]", message)
+
+    def warn(self, message: str) -> None:
+        self.lines.append(f"warning: {message}")
+        self._print("[bold yellow]![/]", message)
+
+    @contextmanager
+    def waiting(self, message: str) -> Iterator[None]:
+        self.lines.append(message)
+        started = time.monotonic()
+        self._print("…", f"{message} ...")
+        yield
+        self._print("[green]✓[/]", f"{message} ({time.monotonic() - started:.1f} s)")
+
+    def _print(self, mark: str, message: str) -> None:
+        from rich.markup import escape
+
+        self.console.print(f"  {mark} {escape(self.prefix + message)}", highlight=False, soft_wrap=True)
 
 
 def _log_requests_to(console) -> None:

@@ -7,7 +7,12 @@ them here instead of to moto (whose stubs answer any endpoint name with canned d
 - SageMaker Runtime: ``/endpoints/{name}/invocations`` (and the async and response-stream
   forms), forwarded to the inference runtime's process;
 - execute-api: ``/restapis/{api}/{stage}/_user_request_/{path}``, or any path with a
-  ``{api}.execute-api.*`` Host header, served by the local gateway.
+  ``{api}.execute-api.*`` Host header, served by the local gateway;
+- Lambda Invoke: ``POST /2015-03-31/functions/{name}/invocations`` signed for ``lambda``, run
+  in the Lambda host's workers (:mod:`l2c.local.lambda_api`);
+- API Gateway's TestInvokeMethod: ``POST /restapis/{api}/resources/{id}/methods/{verb}`` signed
+  for ``apigateway``: the method's integration run by the local gateway, without key or stage
+  (moto has no such operation).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from l2c.local.rules import Reply
 RUNTIME_PATH = re.compile(r"^/endpoints/[^/]+/(invocations|async-invocations|invocations-response-stream)$")
 EXECUTE_API_PATH = re.compile(r"^/restapis/[^/]+/[^/]+/_user_request_(/.*)?$")
 EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.")
+TEST_INVOKE_PATH = re.compile(r"^/restapis/(?P<api>[^/]+)/resources/(?P<resource>[^/]+)/methods/(?P<verb>[^/]+)/?$")
 RUNTIME_TIMEOUT_S = 70.0  # InvokeEndpoint's own limit is 60 s; a little more for the hop
 # Hop-by-hop headers (RFC 9110 section 7.6.1) are the connection's, not the message's.
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
@@ -33,6 +39,24 @@ def is_runtime_call(request: EdgeRequest) -> bool:
 
 def is_execute_api_call(request: EdgeRequest) -> bool:
     return EXECUTE_API_PATH.match(request.path) is not None or EXECUTE_API_HOST.match(request.header("host") or "") is not None
+
+
+def is_test_invoke_call(request: EdgeRequest) -> bool:
+    return (
+        request.method == "POST"
+        and request.signing_service == "apigateway"
+        and TEST_INVOKE_PATH.match(request.path) is not None
+    )
+
+
+def add_lambda_invoke(edge: Edge, lambdas) -> None:
+    from l2c.local.lambda_api import LambdaInvoke, is_invoke_call
+
+    edge.route("lambda-invoke", is_invoke_call, LambdaInvoke(lambdas))
+
+
+def add_test_invoke(edge: Edge, gateway) -> None:
+    edge.route("apigateway-test-invoke", is_test_invoke_call, TestInvokeAdapter(gateway))
 
 
 def add_runtime(edge: Edge, runtime_url: str) -> None:
@@ -84,3 +108,29 @@ class GatewayAdapter:
         answer = self.gateway.handle(Request(request.method, target, request.raw_headers, request.body, request.client))
         headers = [(k, v) for k, v in answer.headers.items() if k.lower() not in ("content-length", "transfer-encoding")]
         return Reply(answer.status, headers, b"" if request.method == "HEAD" else answer.body)
+
+
+class TestInvokeAdapter:
+    """TestInvokeMethod's request to the local gateway, and its TestInvokeMethodResponse back."""
+
+    __test__ = False  # not a pytest class, whatever its name says
+
+    def __init__(self, gateway):
+        self.gateway = gateway
+
+    def __call__(self, request: EdgeRequest) -> Reply:
+        from l2c.local.gateway import NotFound
+        from l2c.local.rules import AwsError
+
+        target = TEST_INVOKE_PATH.match(request.path)
+        try:
+            params = request.json()
+        except ValueError:
+            raise AwsError("BadRequestException", "Invalid JSON in the request body", 400) from None
+        if not isinstance(params, dict):
+            raise AwsError("BadRequestException", "Invalid JSON in the request body", 400)
+        try:
+            answer = self.gateway.test_invoke(target["api"], target["resource"], target["verb"].upper(), params)
+        except NotFound as missing:
+            raise AwsError("NotFoundException", str(missing), 404) from None
+        return json_reply(200, answer)

@@ -99,13 +99,16 @@ class Edge:
         service = _SERVICE_OF_SIGNING_NAME.get(request.signing_service or "", request.signing_service)
         if service not in self.rules.services():
             return self.moto_app(environ, start_response)
-        request.body = _read_body(environ)
-        environ["wsgi.input"] = io.BytesIO(request.body)
-        operation = self._operations.name(service, request)
-        if operation is None:
-            return self.moto_app(environ, start_response)
-        call = _call(service, operation, request, self._operations)
         protocol = self._operations.protocol(service)
+        if protocol == "query":  # the Action may travel in the form body
+            _buffer_body(environ, request)
+        operation = self._operations.name(service, request)
+        if operation is None or not self.rules.has_rules_for(service, operation):
+            # Nothing to enforce: moto reads the body itself, so a large S3 upload streams.
+            return self.moto_app(environ, start_response)
+        if protocol != "query":
+            _buffer_body(environ, request)
+        call = _call(service, operation, request, self._operations)
         try:
             for rule in self.rules.for_call(service, operation, "before"):
                 answer = rule.run(call)
@@ -178,17 +181,21 @@ class OperationIndex:
         if protocol == "query":
             form = dict(parse_qsl(request.query)) | dict(parse_qsl(request.body.decode("utf-8", "replace")))
             return form.get("Action")
-        match = self.match_rest(service, request.method, request.path)
+        match = self.match_rest(service, request.method, request.path, request.query)
         return match[0] if match else None
 
-    def match_rest(self, service: str, method: str, path: str) -> tuple[str, dict] | None:
+    def match_rest(self, service: str, method: str, path: str, query: str | None = None) -> tuple[str, dict] | None:
+        """The operation whose URI fits best; with ``query``, only those whose literal query keys
+        it carries (S3's ``PUT /{Bucket}?acl`` is PutBucketAcl, ``PUT /{Bucket}`` CreateBucket)."""
+        present = None if query is None else {key for key, _ in parse_qsl(query, keep_blank_values=True)}
         best = None
-        for verb, pattern, operation, literal in self._rest_patterns(service):
-            if verb != method:
+        for verb, pattern, operation, literal, required in self._rest_patterns(service):
+            if verb != method or (present is not None and not required <= present):
                 continue
             found = pattern.fullmatch(path)
-            if found and (best is None or literal > best[2]):
-                best = (operation, found.groupdict(), literal)
+            rank = (len(required) if present is not None else 0, literal)
+            if found and (best is None or rank > best[2]):
+                best = (operation, found.groupdict(), rank)
         return (best[0], best[1]) if best else None
 
     def _rest_patterns(self, service: str):
@@ -200,7 +207,8 @@ class OperationIndex:
         patterns = []
         for name in model.operation_names:
             http = model.operation_model(name).http
-            uri = http["requestUri"].split("?", 1)[0]
+            uri, _, literal_query = http["requestUri"].partition("?")
+            required = frozenset(key for key, _ in parse_qsl(literal_query, keep_blank_values=True))
             regex, literal = "", 0
             for part in re.split(r"(\{[^}]+\})", uri):
                 if part.startswith("{"):
@@ -209,7 +217,7 @@ class OperationIndex:
                 else:
                     regex += re.escape(part)
                     literal += len(part)
-            patterns.append((http["method"], re.compile(regex.rstrip("/") + "/?"), name, literal))
+            patterns.append((http["method"], re.compile(regex.rstrip("/") + "/?"), name, literal, required))
         with self._lock:
             self._rest[service] = patterns
         return patterns
@@ -219,7 +227,7 @@ def _call(service: str, operation: str, request: EdgeRequest, index: OperationIn
     protocol = index.protocol(service)
     params: dict = dict(parse_qsl(request.query))
     if protocol in ("rest-json", "rest-xml"):
-        match = index.match_rest(service, request.method, request.path)
+        match = index.match_rest(service, request.method, request.path, request.query)
         params.update(match[1] if match else {})
     if protocol == "query":
         params.update(parse_qsl(request.body.decode("utf-8", "replace")))
@@ -272,6 +280,12 @@ def _request(environ, read_body: bool) -> EdgeRequest:
         region=scope["region"] if scope else None,
         access_key=scope["key"] if scope else None,
     )
+
+
+def _buffer_body(environ, request: EdgeRequest) -> None:
+    """Read the body for the rules, and leave moto a copy to read again."""
+    request.body = _read_body(environ)
+    environ["wsgi.input"] = io.BytesIO(request.body)
 
 
 def _read_body(environ) -> bytes:

@@ -6,18 +6,28 @@ API from the control plane on every request (a redeploy shows at once):
 1. ``/{stage}/{path}`` (or ``/restapis/{api}/{stage}/_user_request_/{path}``, or a
    ``{api}.execute-api.*`` Host header) -> REST API, stage, resource and method; no route ->
    403 ``Missing Authentication Token``, as AWS answers.
-2. A method that requires an API key gets one from ``x-api-key``: unknown, disabled, or not in
-   a usage plan of this stage -> 403 ``Forbidden``; over the plan's throttle (token bucket of
-   rate and burst) or quota -> 429.
-3. Only Lambda proxy integrations (``AWS_PROXY``) are served; the function's resource policy
-   must allow API Gateway to invoke it from this method's ARN (else 500, as on AWS).
-4. The REST proxy event is built, the deployed function runs in its worker, and its answer is
-   checked: not a proxy response -> 502 (``Malformed Lambda proxy response``), handler error or
-   crash -> 502, timeout -> 504.
+   Request line and headers over 10240 bytes together -> 431 before any routing.
+2. A method that requires an API key gets one from ``x-api-key``: unknown, disabled, not in
+   a usage plan of this stage, or created a few (paced) seconds ago -> 403 ``Forbidden``; over
+   the plan's throttle (token bucket of rate and burst) or quota -> 429.
+3. Lambda proxy integrations (``AWS_PROXY``): the function's resource policy must allow API
+   Gateway to invoke it from this method's ARN (else 500, as on AWS); the REST proxy event is
+   built, the deployed function runs in its worker, and its answer is checked: not a proxy
+   response -> 502 (``Malformed Lambda proxy response``), handler error or crash -> 502,
+   timeout -> 504.
+4. MOCK integrations (what the console's "Enable CORS" makes for OPTIONS): the request
+   template's ``statusCode`` selects the integration response, whose static header values and
+   response template answer.
+5. The gateway's own errors (403, 429, 5xx...) are shaped by the API's gateway responses
+   (``put_gateway_response``: the specific type, else DEFAULT_4XX / DEFAULT_5XX): status, static
+   headers and a response template with ``$context.error.messageString``.
+
+TestInvokeMethod (:meth:`Gateway.test_invoke`) runs step 3 or 4 without key or stage and
+returns API Gateway's execution log.
 
 What differs from AWS: routes come from the API's current resources, not from the snapshot the
-stage's deployment froze; stage-level throttling, authorizers, request validation, mapping
-templates and non-proxy integrations are not served.
+stage's deployment froze; stage-level throttling, authorizers, request validation, VTL beyond
+static templates and HTTP/AWS (non-proxy) integrations are not served.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from l2c.local.lambdas import MAX_WORKERS_PER_FUNCTION, InvocationCrashed, InvocationTimeout, LambdaHost
+from l2c.local.rules import apigateway as apigateway_rules
 from l2c.serving.server import RunningServer, start_in_thread
 
 # API Gateway's limits: 10 MB payload, 29 s integration timeout.
@@ -50,23 +61,33 @@ log = logging.getLogger("l2c.local.gateway")
 
 
 class GatewayError(Exception):
-    """An answer API Gateway itself gives, before or instead of the integration's."""
+    """An answer API Gateway itself gives, before or instead of the integration's.
 
-    def __init__(self, status: int, message: str, error_type: str):
+    ``response_type`` is the gateway response (API Gateway developer guide, "Gateway response
+    types") an API's ``put_gateway_response`` can reshape; None for what the front end refuses
+    before any API is known."""
+
+    def __init__(self, status: int, message: str, error_type: str, response_type: str | None = "DEFAULT"):
         super().__init__(message)
         self.status, self.message, self.error_type = status, message, error_type
+        self.response_type = response_type
 
 
 def _missing_route() -> GatewayError:
-    return GatewayError(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+    return GatewayError(403, "Missing Authentication Token", "MissingAuthenticationTokenException",
+                        "MISSING_AUTHENTICATION_TOKEN")
 
 
 def _forbidden() -> GatewayError:
-    return GatewayError(403, "Forbidden", "ForbiddenException")
+    return GatewayError(403, "Forbidden", "ForbiddenException", "INVALID_API_KEY")
 
 
 def _internal_error() -> GatewayError:
     return GatewayError(502, "Internal server error", "InternalServerErrorException")
+
+
+def _configuration_error() -> GatewayError:
+    return GatewayError(500, "Internal server error", "InternalServerErrorException")
 
 
 @dataclass
@@ -132,31 +153,130 @@ class Gateway:
         try:
             response = self._serve(request, request_id)
         except GatewayError as err:
-            response = _json_response(err.status, {"message": err.message}, request_id, err.error_type)
+            response = self._error_response(err, request, request_id)
         log.info("%s %s -> %d (%.0f ms)", request.method, request.path, response.status, (time.monotonic() - started) * 1000)
         return response
 
     def _serve(self, request: Request, request_id: str) -> Response:
         if len(request.body) > MAX_BODY_BYTES:
-            raise GatewayError(413, "Request Too Long", "RequestTooLongException")
+            raise GatewayError(413, "Request Too Long", "RequestTooLongException", "REQUEST_TOO_LARGE")
+        check_header_size(request)
         route = self.route(request)
         key = self._check_key(route, request)
+        return self.integrate(route, request, request_id, key, Trace(request_id))
+
+    def integrate(self, route: Route, request: Request, request_id: str, key: dict | None, trace: "Trace") -> Response:
+        """Run the method's integration (Lambda proxy or MOCK) and answer as API Gateway does."""
+        integration = route.method.get("methodIntegration") or {}
+        if integration.get("type") == "MOCK":
+            return mock_response(route, request, request_id, trace)
         function_arn = _function_arn(route.method)
         config = self._lambdas.configuration(function_arn)
-        self._check_permission(route, config)
+        self._check_permission(route, config, trace)
+        if config.get("State") == "Pending":
+            # Lambda refuses Invoke (ResourceConflictException) until the function is Active; the
+            # gateway cannot reach the function and answers the caller with its own 500.
+            trace.add("Execution failed due to configuration error: the function is currently in the following "
+                      "state: Pending")
+            raise _configuration_error()
         event = proxy_event(route, request, request_id, key)
         timeout = min(float(config.get("Timeout", 3)), INTEGRATION_TIMEOUT_S)
+        endpoint = _lambda_endpoint(integration.get("uri", ""))
+        trace.add(f"Endpoint request URI: {endpoint}")
+        trace.add(f"Endpoint request body after transformations: {json.dumps(event)[:1000]}")
+        trace.add(f"Sending request to {endpoint}")
+        started = time.monotonic()
         try:
             invocation = self._lambdas.invoke(config, event, timeout)
         except InvocationTimeout:
-            raise GatewayError(504, "Endpoint request timed out", "IntegrationTimeout") from None
+            trace.add("Execution failed due to a timeout error")
+            raise GatewayError(504, "Endpoint request timed out", "IntegrationTimeout", "INTEGRATION_TIMEOUT") from None
         except InvocationCrashed as crash:
             log.warning("%s crashed: %s", config["FunctionName"], crash)
+            trace.add(f"Lambda execution failed with status 200 due to customer function error: {crash}")
             raise _internal_error() from None
+        trace.add(f"Received response. Status: 200, Integration latency: {(time.monotonic() - started) * 1000:.0f} ms")
+        trace.add(f"Endpoint response body before transformations: {json.dumps(invocation.payload)[:1000]}")
         if not invocation.ok:
             log.warning("%s failed: %s", config["FunctionName"], invocation.payload)
+            trace.add(f"Lambda execution failed with status 200 due to customer function error: "
+                      f"{invocation.payload.get('errorMessage')}")
             raise _internal_error()
-        return proxy_response(invocation.payload, request_id)
+        try:
+            return proxy_response(invocation.payload, request_id)
+        except GatewayError:
+            trace.add("Execution failed due to configuration error: Malformed Lambda proxy response")
+            raise
+
+    # ----------------------------------------------------------------------- gateway responses
+
+    def _error_response(self, err: GatewayError, request: Request, request_id: str) -> Response:
+        """API Gateway's own error, reshaped by the API's gateway responses (put_gateway_response)."""
+        api_id = None
+        if err.response_type is not None:
+            try:
+                api_id = _split_target(request)[0] or self._only_api()
+            except GatewayError:
+                api_id = None
+        configured = self._gateway_response(api_id, err) if api_id else None
+        return gateway_error_response(err, configured, request, request_id)
+
+    def _only_api(self) -> str | None:
+        apis = self._rest_apis()
+        return apis[0]["id"] if len(apis) == 1 else None
+
+    def _gateway_response(self, api_id: str, err: GatewayError) -> dict | None:
+        try:
+            items = self._apigateway.get_gateway_responses(restApiId=api_id).get("items", [])
+        except Exception:  # an API deleted meanwhile: the defaults apply
+            return None
+        by_type = {item["responseType"]: item for item in items}
+        fallback = "DEFAULT_5XX" if err.status >= 500 else "DEFAULT_4XX"
+        return by_type.get(err.response_type) or by_type.get(fallback)
+
+    # ----------------------------------------------------------------------- TestInvokeMethod
+
+    def test_invoke(self, api_id: str, resource_id: str, verb: str, params: dict) -> dict:
+        """TestInvokeMethod: the method's integration, without API key or stage, with API Gateway's log."""
+        request_id = str(uuid.uuid4())
+        trace = Trace(request_id)
+        started = time.monotonic()
+        resource, method = self._resource_method(api_id, resource_id, verb)
+        target = params.get("pathWithQueryString") or resource["path"]
+        headers = list((params.get("headers") or {}).items())
+        for name, values in (params.get("multiValueHeaders") or {}).items():
+            headers += [(name, value) for value in values]
+        request = Request(verb, target, headers, (params.get("body") or "").encode(), "test-invoke-source-ip")
+        path = urlsplit(target).path
+        path_parameters = _path_parameters(resource["path"], path) or {}
+        stage = {"stageName": "test-invoke-stage", "variables": params.get("stageVariables") or {},
+                 "deploymentId": "test-invoke-deployment-id"}
+        route = Route(api_id, stage, resource, method, verb, path, path_parameters)
+        trace.start(route, request)
+        try:
+            response = self.integrate(route, request, request_id, None, trace)
+        except GatewayError as err:
+            response = gateway_error_response(err, self._gateway_response(api_id, err), request, request_id)
+        trace.finish(response)
+        multi = {name: [value] for name, value in response.headers.items()}
+        return {
+            "status": response.status,
+            "body": response.body.decode("utf-8", "replace"),
+            "headers": dict(response.headers),
+            "multiValueHeaders": multi,
+            "log": trace.text(),
+            "latency": int((time.monotonic() - started) * 1000),
+        }
+
+    def _resource_method(self, api_id: str, resource_id: str, verb: str) -> tuple[dict, dict]:
+        try:
+            resource = self._apigateway.get_resource(restApiId=api_id, resourceId=resource_id, embed=["methods"])
+        except self._apigateway.exceptions.NotFoundException:
+            raise NotFound("Invalid Resource identifier specified") from None
+        method = (resource.get("resourceMethods") or {}).get(verb)
+        if method is None:
+            raise NotFound("Invalid Method identifier specified")
+        return resource, method
 
     # ----------------------------------------------------------------------- routing
 
@@ -204,14 +324,14 @@ class Gateway:
         if not value:
             raise _forbidden()
         key = self._find_key(value)
-        if key is None:
+        if key is None or not apigateway_rules.key_is_usable(key["id"]):
             raise _forbidden()
         plans = [
             plan
             for plan in self._apigateway.get_usage_plans(keyId=key["id"])["items"]
             if any(s["apiId"] == route.api_id and s["stage"] == route.stage["stageName"] for s in plan.get("apiStages", []))
         ]
-        if not plans:
+        if not plans or not apigateway_rules.key_is_usable(key["id"]):
             raise _forbidden()
         for plan in plans:
             self._charge(plan, key["id"])
@@ -230,10 +350,10 @@ class Gateway:
         window = _quota_window(plan, key_id)
         with self._limits_lock:
             if window is not None and self._quota_used.get(window, 0) >= plan["quota"]["limit"]:
-                raise GatewayError(429, "Limit Exceeded", "LimitExceededException")
+                raise GatewayError(429, "Limit Exceeded", "LimitExceededException", "QUOTA_EXCEEDED")
             bucket = self._bucket(plan, key_id)
         if bucket is not None and not bucket.take():
-            raise GatewayError(429, "Too Many Requests", "TooManyRequestsException")
+            raise GatewayError(429, "Too Many Requests", "TooManyRequestsException", "THROTTLED")
         if window is not None:
             with self._limits_lock:
                 self._quota_used[window] = self._quota_used.get(window, 0) + 1
@@ -251,7 +371,7 @@ class Gateway:
 
     # ----------------------------------------------------------------------- Lambda permission
 
-    def _check_permission(self, route: Route, config: dict) -> None:
+    def _check_permission(self, route: Route, config: dict, trace: "Trace") -> None:
         arn_parts = config["FunctionArn"].split(":")
         partition, region, account = arn_parts[1], arn_parts[3], arn_parts[4]
         source = (
@@ -262,7 +382,183 @@ class Gateway:
             if _allows_api_gateway(statement, source):
                 return
         log.warning("no permission lets API Gateway invoke %s from %s", config["FunctionName"], source)
-        raise GatewayError(500, "Internal server error", "InternalServerErrorException")
+        trace.add("Execution failed due to configuration error: Invalid permissions on Lambda function")
+        raise _configuration_error()
+
+
+class NotFound(Exception):
+    """TestInvokeMethod on a resource or method the API does not have (NotFoundException)."""
+
+
+# --------------------------------------------------------------------------- request headers
+
+# REST APIs: "Total combined size of request line and header values: 10240 bytes" (API Gateway
+# quotas page). AWS's exact status for it is not documented; 431 Request Header Fields Too Large
+# (RFC 6585) is the status for exactly this refusal, so the stricter, explicit one is used.
+MAX_HEADER_BYTES = 10240
+
+
+def check_header_size(request: Request) -> None:
+    request_line = f"{request.method} {request.path} HTTP/1.1"
+    size = len(request_line.encode("latin-1", "replace")) + sum(
+        len(value.encode("latin-1", "replace")) for _, value in request.headers
+    )
+    if size > MAX_HEADER_BYTES:
+        raise GatewayError(431, "Request Header Fields Too Large", "RequestHeaderFieldsTooLarge", None)
+
+
+# --------------------------------------------------------------------------- execution log
+
+
+class Trace:
+    """The execution log TestInvokeMethod returns, in API Gateway's own text form.
+
+    Source: API Gateway developer guide, "Use the API Gateway console to test a REST API method"
+    (the log's lines), and botocore's apigateway model, TestInvokeMethodResponse (its fields)."""
+
+    def __init__(self, request_id: str):
+        self.request_id = request_id
+        self.lines: list[str] = []
+
+    def add(self, message: str) -> None:
+        stamp = time.strftime("%a %b %d %H:%M:%S UTC %Y", time.gmtime())
+        self.lines.append(f"{stamp} : {message}")
+
+    def start(self, route: Route, request: Request) -> None:
+        query = dict(parse_qsl(urlsplit(request.path).query, keep_blank_values=True))
+        self.add(f"Starting execution for request: {self.request_id}")
+        self.add(f"HTTP Method: {route.verb}, Resource Path: {route.path}")
+        self.add(f"Method request path: {java_map(route.path_parameters)}")
+        self.add(f"Method request query string: {java_map(query)}")
+        self.add(f"Method request headers: {java_map(dict(request.headers))}")
+        self.add(f"Method request body before transformations: {request.body.decode('utf-8', 'replace')[:1000]}")
+
+    def finish(self, response: Response) -> None:
+        self.add(f"Method response body after transformations: {response.body.decode('utf-8', 'replace')[:1000]}")
+        self.add(f"Method response headers: {java_map(response.headers)}")
+        if response.status < 500:
+            self.add("Successfully completed execution")
+        self.add(f"Method completed with status: {response.status}")
+
+    def text(self) -> str:
+        return f"Execution log for request {self.request_id}\n" + "\n".join(self.lines) + "\n"
+
+
+def java_map(values: dict) -> str:
+    """A map as API Gateway's execution log prints one: ``{name=value, other=value}``."""
+    return "{" + ", ".join(f"{key}={value}" for key, value in values.items()) + "}"
+
+
+def _lambda_endpoint(uri: str) -> str:
+    """``arn:aws:apigateway:{region}:lambda:path/{path}`` as the HTTPS URL API Gateway calls."""
+    parts = uri.split(":", 5)
+    if len(parts) < 6 or not parts[5].startswith("path/"):
+        return uri
+    return f"https://lambda.{parts[3]}.amazonaws.com/{parts[5].removeprefix('path/')}"
+
+
+# --------------------------------------------------------------------------- MOCK integrations
+
+_STATUS_IN_TEMPLATE = re.compile(r'"?statusCode"?\s*:\s*"?(\d{3})')
+
+
+def mock_response(route: Route, request: Request, request_id: str, trace: Trace) -> Response:
+    """A MOCK integration: the request template picks a status code, the integration response answers.
+
+    As API Gateway does (developer guide, "Set up mock integrations"): the request mapping
+    template's ``statusCode`` selects the integration response whose ``selectionPattern``
+    matches it (or the default one, without a pattern); its ``responseParameters`` give the
+    static header values (``'...'``) and its ``responseTemplates`` the body."""
+    integration = route.method.get("methodIntegration") or {}
+    templates = integration.get("requestTemplates") or {}
+    content_type = (request.header("content-type") or "application/json").split(";")[0].strip().lower()
+    template = templates.get(content_type) or templates.get("application/json") or ""
+    found = _STATUS_IN_TEMPLATE.search(template)
+    status = found.group(1) if found else "200"
+    trace.add(f"Endpoint request body after transformations: {template}")
+    trace.add(f"Received response. Status: {status}, Integration latency: 0 ms")
+    chosen = _integration_response(integration.get("integrationResponses") or {}, status)
+    if chosen is None:
+        trace.add("Execution failed due to configuration error: No match for output mapping and no default output "
+                  "mapping was specified")
+        raise _configuration_error()
+    headers = {"Content-Type": "application/json"}
+    for name, value in (chosen.get("responseParameters") or {}).items():
+        if name.startswith("method.response.header."):
+            resolved = _parameter_value(value, request)
+            if resolved is not None:
+                headers[name.removeprefix("method.response.header.")] = resolved
+    accept = (request.header("accept") or "application/json").split(",")[0].split(";")[0].strip().lower()
+    response_templates = chosen.get("responseTemplates") or {}
+    body = response_templates.get(accept) or response_templates.get("application/json") or ""
+    body = _render_context(body, request_id, route)
+    headers.update(_gateway_headers(request_id))
+    return Response(int(chosen.get("statusCode", status)), headers, body.encode())
+
+
+def _integration_response(responses: dict, status: str) -> dict | None:
+    default = None
+    for item in responses.values():
+        pattern = item.get("selectionPattern")
+        if not pattern:
+            default = default or item
+            continue
+        try:
+            if re.fullmatch(pattern, status):
+                return item
+        except re.error:  # API Gateway refuses such a pattern when it is put; here it simply never matches
+            continue
+    return default
+
+
+def _parameter_value(expression: str, request: Request) -> str | None:
+    """A mapping's value: a static 'literal', or a method request header/query parameter."""
+    if len(expression) >= 2 and expression.startswith("'") and expression.endswith("'"):
+        return expression[1:-1]
+    if expression.startswith("method.request.header."):
+        return request.header(expression.removeprefix("method.request.header."))
+    if expression.startswith("method.request.querystring."):
+        query = dict(parse_qsl(urlsplit(request.path).query, keep_blank_values=True))
+        return query.get(expression.removeprefix("method.request.querystring."))
+    return None
+
+
+def _render_context(template: str, request_id: str, route: Route | None, error: GatewayError | None = None) -> str:
+    """The few ``$context`` variables a static template uses (request id, error message and type)."""
+    values = {"$context.requestId": request_id, "$context.extendedRequestId": request_id}
+    if route is not None:
+        values |= {"$context.resourcePath": route.resource["path"], "$context.httpMethod": route.verb,
+                   "$context.stage": route.stage["stageName"], "$context.apiId": route.api_id}
+    if error is not None:
+        values |= {"$context.error.messageString": json.dumps(error.message),
+                   "$context.error.message": error.message,
+                   "$context.error.responseType": error.response_type or "DEFAULT_4XX"}
+    for name in sorted(values, key=len, reverse=True):  # $context.error.messageString before .message
+        template = template.replace(name, values[name]).replace("$" + "{" + name[1:] + "}", values[name])
+    return template
+
+
+# --------------------------------------------------------------------------- gateway responses
+
+
+def gateway_error_response(err: GatewayError, configured: dict | None, request: Request, request_id: str) -> Response:
+    """The error as the API's gateway response for its type (or DEFAULT_4XX/5XX) shapes it, if any.
+
+    Source: API Gateway developer guide, "Gateway responses for REST APIs" and "Gateway response
+    types" (a customised type replaces the default; DEFAULT_4XX/5XX cover the types not customised)."""
+    headers = {"Content-Type": "application/json", "x-amzn-ErrorType": err.error_type, **_gateway_headers(request_id)}
+    if configured is None:
+        return Response(err.status, headers, json.dumps({"message": err.message}).encode())
+    status = int(configured.get("statusCode") or err.status)
+    for name, value in (configured.get("responseParameters") or {}).items():
+        if name.startswith("gatewayresponse.header."):
+            resolved = _parameter_value(value, request)
+            if resolved is not None:
+                headers[name.removeprefix("gatewayresponse.header.")] = resolved
+    templates = configured.get("responseTemplates") or {}
+    template = templates.get("application/json")
+    body = json.dumps({"message": err.message}) if template is None else _render_context(template, request_id, None, err)
+    return Response(status, headers, body.encode())
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -305,7 +601,7 @@ def _function_arn(method: dict) -> str:
     uri = integration.get("uri", "")
     if integration.get("type") != "AWS_PROXY" or "/functions/" not in uri:
         log.warning("integration %s %s is not a Lambda proxy integration", integration.get("type"), uri)
-        raise GatewayError(500, "Internal server error", "InternalServerErrorException")
+        raise _configuration_error()
     return uri.split("/functions/", 1)[1].rsplit("/invocations", 1)[0]
 
 

@@ -45,12 +45,14 @@ def load_handler(handler: str):
     return getattr(module, function_name)
 
 
-def error_reply(error_type: str, err: BaseException) -> dict:
+def error_reply(error_type: str, err: BaseException, skip_frames: int = 0) -> dict:
+    """Lambda's error object: the Python runtime lists the handler's frames, not its own."""
+    frames = traceback.extract_tb(err.__traceback__)[skip_frames:]
     return {
         "ok": False,
         "errorType": error_type,
         "errorMessage": str(err),
-        "stackTrace": traceback.format_exception(type(err), err, err.__traceback__),
+        "stackTrace": traceback.format_list(frames),
     }
 
 
@@ -59,7 +61,7 @@ def invoke(handler, request: dict) -> dict:
         result = handler(request["event"], LambdaContext(request))
     except Exception as err:  # the handler's failure is the invocation's result, not ours
         traceback.print_exc()
-        return error_reply(type(err).__name__, err)
+        return error_reply(type(err).__name__, err, skip_frames=1)
     try:
         json.dumps(result)
     except (TypeError, ValueError) as err:

@@ -8,8 +8,12 @@ cloud). A worker stays warm between invocations, as a Lambda execution environme
 replaced when the code or configuration changes, killed when an invocation overruns the
 function's timeout, and discarded when it dies.
 
+A worker runs with the function's role, as on Lambda: its AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+and AWS_SESSION_TOKEN are temporary credentials of that role, from STS AssumeRole on the control
+plane (kept per role until shortly before they expire, so starting a worker stays cheap).
+
 What differs from AWS: the worker runs this machine's Python (not the function's runtime
-image), with no memory limit, and the function's role is not enforced.
+image), with no memory limit.
 """
 
 from __future__ import annotations
@@ -38,15 +42,30 @@ RUNNER = Path(__file__).with_name("lambda_runner.py")
 MAX_WORKERS_PER_FUNCTION = 4
 MARKER_WAIT_S = 1.0
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase, which the function's timeout excludes
+# Role credentials are renewed this long before they expire, so a worker never starts with stale ones.
+CREDENTIALS_MARGIN_S = 300.0
 log = logging.getLogger("l2c.local.lambdas")
 
 
 class InvocationTimeout(Exception):
     """The function ran past its timeout; its worker was killed."""
 
+    request_id = ""
+    log_lines: list[str] = []
+
 
 class InvocationCrashed(Exception):
-    """The worker process died during the invocation."""
+    """The worker process died during the invocation (or could not be started)."""
+
+    request_id = ""
+    log_lines: list[str] = []
+    exit_code: int | None = None  # the runtime process's, when it died
+
+
+def _exited(code: int | None) -> InvocationCrashed:
+    crash = InvocationCrashed(f"the worker exited with code {code}")
+    crash.exit_code = code
+    return crash
 
 
 @dataclass
@@ -106,7 +125,7 @@ class Worker:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
-            raise InvocationCrashed(f"the worker exited with code {self.process.poll()}") from None
+            raise _exited(self.process.poll()) from None
         reply = self._read_reply(time.monotonic() + timeout_s)
         self._invocation_logged.wait(MARKER_WAIT_S)
         return reply
@@ -125,7 +144,7 @@ class Worker:
                 chunk = os.read(stdout.fileno(), 65536)
                 if not chunk:
                     self.process.wait(timeout=5)
-                    raise InvocationCrashed(f"the worker exited with code {self.process.returncode}")
+                    raise _exited(self.process.returncode)
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
@@ -150,6 +169,8 @@ class LambdaHost:
         ``write_logs(function_arn, group, stream, events)``: stores log events without a round
         trip (the control plane's own store); None sends them with PutLogEvents."""
         self._lambda = boto_session.client("lambda", endpoint_url=control_plane_url)
+        self._sts = boto_session.client("sts", endpoint_url=control_plane_url)
+        self._credentials: dict[str, tuple[float, dict[str, str]]] = {}
         self._logs = boto_session.client("logs", endpoint_url=control_plane_url)
         self._cloud_env = cloud_env
         self._code_of = code_of
@@ -185,12 +206,16 @@ class LambdaHost:
             }
             try:
                 reply = worker.invoke(request, timeout_s)
-            except InvocationTimeout:
-                self._forward_logs(config, worker, request_id, started, f"Task timed out after {timeout_s:.2f} seconds")
+            except InvocationTimeout as timed_out:
+                timed_out.request_id = request_id
+                timed_out.log_lines = self._forward_logs(
+                    config, worker, request_id, started, f"Task timed out after {timeout_s:.2f} seconds"
+                )
                 self._retire(worker)
                 raise
             except InvocationCrashed as crash:
-                self._forward_logs(config, worker, request_id, started, f"Runtime exited: {crash}")
+                crash.request_id = request_id
+                crash.log_lines = self._forward_logs(config, worker, request_id, started, f"Runtime exited: {crash}")
                 self._retire(worker)
                 raise
             lines = self._forward_logs(config, worker, request_id, started)
@@ -247,6 +272,7 @@ class LambdaHost:
         region = config["FunctionArn"].split(":")[3]
         env = dict((config.get("Environment") or {}).get("Variables") or {})
         env.update(self._cloud_env)
+        env.update(self.role_credentials(config["Role"], config["FunctionName"]))
         env.update(
             {
                 "AWS_REGION": region,
@@ -264,6 +290,28 @@ class LambdaHost:
             }
         )
         return env
+
+    def role_credentials(self, role_arn: str, function: str) -> dict[str, str]:
+        """Temporary credentials of the function's role, as Lambda puts them in the environment."""
+        with self._lock:
+            kept = self._credentials.get(role_arn)
+        if kept is not None and kept[0] > time.time():
+            return kept[1]
+        try:
+            # Lambda names the session after the function (STS wants 2 to 64 characters).
+            session_name = function[:64].ljust(2, "_")
+            answer = self._sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]
+        except Exception as err:  # Lambda cannot run a function whose role it cannot assume
+            raise InvocationCrashed(f"the function's role {role_arn} cannot be assumed: {err}") from None
+        credentials = {
+            "AWS_ACCESS_KEY_ID": answer["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": answer["SecretAccessKey"],
+            "AWS_SESSION_TOKEN": answer["SessionToken"],
+        }
+        renew_at = answer["Expiration"].timestamp() - CREDENTIALS_MARGIN_S
+        with self._lock:
+            self._credentials[role_arn] = (renew_at, credentials)
+        return credentials
 
     def _unpack(self, config: dict) -> Path:
         digest = config["CodeSha256"]

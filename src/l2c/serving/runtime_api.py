@@ -1,5 +1,17 @@
 """The Runtime-API face: ``POST /endpoints/{EndpointName}/invocations`` as boto3's
-``sagemaker-runtime`` client speaks it (select it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``).
+``sagemaker-runtime`` client speaks it (select it with ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``),
+with the other two paths of botocore's model answered as AWS answers them for this container:
+``/invocations-response-stream`` carries the XGBoost container's answer (which it writes in one
+piece) as one ``PayloadPart`` event; ``/async-invocations`` on an endpoint config without an
+``AsyncInferenceConfig`` is a ValidationError (AWS's wording not found: the refusal, not retried,
+is the stricter choice).
+
+Only an endpoint that serves traffic is invocable: ``InService``, or ``Updating`` (and the other
+in-update states), which keep serving the OLD config until the update is done. ``Creating``,
+``Failed`` or ``Deleting`` endpoints are "not found", the ValidationError AWS gives for an
+endpoint it has no runtime for (aws/amazon-sagemaker-examples#293 shows the message; that AWS
+gives exactly it for ``Creating`` is the stricter reading). With an ``authorizer``, a caller's
+temporary credentials (a Lambda function's role) are held to the role's policies.
 
 An endpoint name is resolved through the SageMaker control plane boto3 is pointed at (moto in
 the embedded cloud): endpoint -> endpoint config -> production variants -> model ->
@@ -39,8 +51,15 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 DEFAULT_REFRESH_SECONDS = 1.0
 MAX_CACHED_MODELS = 16
 _ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-_INVOKE_PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
+# InvokeEndpoint, InvokeEndpointAsync and InvokeEndpointWithResponseStream, as botocore's
+# sagemaker-runtime model names their paths.
+_INVOKE_PATH = re.compile(r"^/endpoints/([^/]+)/(invocations|async-invocations|invocations-response-stream)$")
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 JSON_TYPE = "application/json"
+# The states in which an endpoint answers invocations (an update serves the old config meanwhile).
+SERVING_STATES = ("InService", "Updating", "SystemUpdating", "RollingBack")
+EVENT_STREAM_TYPE = "application/vnd.amazon.eventstream"
+INVOKE_ACTION = "sagemaker:InvokeEndpoint"  # all three operations are authorized as this action
 
 
 class RuntimeApiError(Exception):
@@ -76,6 +95,7 @@ class Route:
     endpoint_name: str
     config_name: str
     variants: tuple[Variant, ...]
+    asynchronous: bool = False  # the config has an AsyncInferenceConfig
 
 
 @dataclass
@@ -117,13 +137,14 @@ class BotoControlPlane:
             if err.response["Error"].get("Code") in ("ValidationException", "ResourceNotFound"):
                 raise EndpointNotFound(endpoint_name) from None
             raise
-        if endpoint.get("EndpointStatus") not in ("InService", "Updating", "SystemUpdating"):
+        if endpoint.get("EndpointStatus") not in SERVING_STATES:
             raise EndpointNotFound(endpoint_name)
         config_name = endpoint["EndpointConfigName"]
         config = self.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
         live_weights = {v["VariantName"]: v.get("CurrentWeight") for v in endpoint.get("ProductionVariants", [])}
         variants = tuple(self._variant(spec, live_weights) for spec in config["ProductionVariants"])
-        return Route(endpoint_name=endpoint_name, config_name=config_name, variants=variants)
+        return Route(endpoint_name=endpoint_name, config_name=config_name, variants=variants,
+                     asynchronous=bool(config.get("AsyncInferenceConfig")))
 
     def _variant(self, spec: dict, live_weights: dict) -> Variant:
         model = self.sagemaker.describe_model(ModelName=spec["ModelName"])
@@ -171,6 +192,10 @@ class RuntimeApp:
     control_plane: object
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     rng: random.Random = field(default_factory=random.Random)
+    # Decides whether a caller's credentials may invoke (see LocalAuthorizer); None: everyone may.
+    authorizer: object = None
+    # Where a ModelError's log line goes (endpoint, variant, line); None: nowhere.
+    container_log: object = None
     _routes: dict = field(default_factory=dict)
     _engines: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -187,7 +212,7 @@ class RuntimeApp:
                 return await asgi.respond(send, 200, b"", "text/plain", [(b"x-amzn-requestid", request_id)])
             if match is None or scope["method"] != "POST":
                 raise RuntimeApiError(404, "UnknownOperationException", "Unknown operation")
-            await self._invoke(scope, receive, send, match.group(1), request_id)
+            await self._invoke(scope, receive, send, match.group(1), match.group(2), request_id)
         except RuntimeApiError as err:
             headers = [(b"x-amzn-requestid", request_id)]
             if err.code:
@@ -196,24 +221,81 @@ class RuntimeApp:
         except asgi.ClientGone:
             return
 
-    async def _invoke(self, scope, receive, send, endpoint_name: str, request_id: bytes) -> None:
-        content_type, accept, length, target = asgi.header_values(
-            scope, b"content-type", b"accept", b"content-length", b"x-amzn-sagemaker-target-variant"
+    async def _invoke(self, scope, receive, send, endpoint_name: str, kind: str, request_id: bytes) -> None:
+        content_type, accept, length, target, authorization, stream_accept = asgi.header_values(
+            scope, b"content-type", b"accept", b"content-length", b"x-amzn-sagemaker-target-variant",
+            b"authorization", b"x-amzn-sagemaker-accept",
         )
         check_endpoint_name(endpoint_name)
+        await self._authorize(authorization, endpoint_name)
         try:
             body = await asgi.read_body(receive, length, MAX_PAYLOAD_BYTES)
         except asgi.BodyTooLarge:
             # What the service answers: a bare 413, which botocore reports as error code "413".
             raise RuntimeApiError(413, "", f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes.") from None
         route = await self._route(endpoint_name)
+        if kind == "async-invocations":
+            raise self._not_async(route)
+        if route.asynchronous:
+            # An async endpoint takes only InvokeEndpointAsync (a ValidationError otherwise, as
+            # strands-agents/harness-sdk#1969 reports for InvokeEndpoint).
+            raise RuntimeApiError(
+                400, "ValidationError",
+                f"Endpoint {endpoint_name} is an asynchronous inference endpoint: use InvokeEndpointAsync.",
+            )
+        if kind == "invocations-response-stream":
+            accept = stream_accept
         variant = choose_variant(route, target, self.rng)
         engine = await self._engine(route, variant)
         reply = await engine.ainvoke(body, content_type, accept)
         if reply.status >= 400:
-            raise self._model_error(endpoint_name, reply.status, reply.body.decode("utf-8", "replace"))
+            raise self._model_error(endpoint_name, reply.status, reply.body.decode("utf-8", "replace"), variant.name)
         headers = [(b"x-amzn-invoked-production-variant", variant.name.encode()), (b"x-amzn-requestid", request_id)]
+        if kind == "invocations-response-stream":
+            # The XGBoost container answers in one piece; SageMaker passes on what the container
+            # writes as it writes it, so the stream carries that piece as one PayloadPart.
+            headers.append((b"x-amzn-sagemaker-content-type", reply.content_type.encode()))
+            return await asgi.respond(send, 200, payload_part(reply.body), EVENT_STREAM_TYPE, headers)
         await asgi.respond(send, reply.status, reply.body, reply.content_type, headers)
+
+    async def _authorize(self, authorization: str | None, endpoint_name: str) -> None:
+        if self.authorizer is None:
+            return
+        found = _CREDENTIAL.search(authorization or "")
+        access_key = found.group(1) if found else ""
+        resource = self._endpoint_arn(endpoint_name)
+        decision = self.authorizer.cached(access_key, INVOKE_ACTION, resource)
+        if decision is None:
+            decision = await asyncio.get_running_loop().run_in_executor(
+                None, self.authorizer.decide, access_key, INVOKE_ACTION, resource
+            )
+        if not decision.get("allowed", True):
+            # Source: IAM User Guide, "Troubleshoot access denied error messages" (the message
+            # shape); SageMaker Runtime answers it as AccessDeniedException, HTTP 400 (SageMaker
+            # API Reference, Common Errors).
+            raise RuntimeApiError(
+                400, "AccessDeniedException",
+                f"User: {decision.get('principal')} is not authorized to perform: {INVOKE_ACTION} on resource: "
+                f"{resource} because no identity-based policy allows the {INVOKE_ACTION} action",
+            )
+
+    def _endpoint_arn(self, endpoint_name: str) -> str:
+        region = getattr(self.control_plane, "region", "us-east-1")
+        return f"arn:aws:sagemaker:{region}:{self.control_plane.account_id()}:endpoint/{endpoint_name.lower()}"
+
+    def _not_async(self, route: Route) -> RuntimeApiError:
+        # AWS's wording for this case was not found; a ValidationError (400, not retried) is the
+        # stricter answer. An endpoint with an AsyncInferenceConfig is not served locally either.
+        if route.asynchronous:
+            return RuntimeApiError(
+                400, "ValidationError",
+                f"Endpoint {route.endpoint_name} is an asynchronous inference endpoint, which the local cloud does not serve.",
+            )
+        return RuntimeApiError(
+            400, "ValidationError",
+            f"Endpoint {route.endpoint_name} of account {self.control_plane.account_id()} is not an asynchronous "
+            "inference endpoint: its endpoint configuration has no AsyncInferenceConfig. Use InvokeEndpoint.",
+        )
 
     # ----------------------------------------------------------------- resolution and cache
 
@@ -256,16 +338,20 @@ class RuntimeApp:
                 settings = ContainerSettings.from_env(dict(variant.environment))
                 model = load_artifact_bytes(self.control_plane.fetch(variant.model_data_url))
             except (ArtifactError, ModelLoadError, ValueError) as err:
-                raise self._model_error(route.endpoint_name, 500, f"Unable to load model: {err}") from None
+                raise self._model_error(route.endpoint_name, 500, f"Unable to load model: {err}", variant.name) from None
             except Exception as err:  # S3 errors and the like: still the container failing to start
-                raise self._model_error(route.endpoint_name, 500, f"Unable to load model: {type(err).__name__}: {err}") from None
+                raise self._model_error(
+                    route.endpoint_name, 500, f"Unable to load model: {type(err).__name__}: {err}", variant.name
+                ) from None
             engine = Engine(model, settings)
             self._engines[key] = engine
             while len(self._engines) > MAX_CACHED_MODELS:
                 self._engines.popitem(last=False)
             return engine
 
-    def _model_error(self, endpoint_name: str, status: int, original: str) -> RuntimeApiError:
+    def _model_error(self, endpoint_name: str, status: int, original: str, variant: str = "AllTraffic") -> RuntimeApiError:
+        if self.container_log is not None:
+            self.container_log(endpoint_name, variant, f"Model error ({status}): {original}")
         region = getattr(self.control_plane, "region", "us-east-1")
         account = self.control_plane.account_id()
         side = "client" if status < 500 else "server"
@@ -279,6 +365,99 @@ class RuntimeApp:
             OriginalStatusCode=status, OriginalMessage=original,
             LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}",
         )
+
+
+def payload_part(data: bytes) -> bytes:
+    """One ``PayloadPart`` event in AWS's event-stream framing (what botocore's EventStream reads)."""
+    import struct
+    import zlib
+
+    headers = b"".join(
+        bytes([len(name)]) + name + b"\x07" + struct.pack(">H", len(value)) + value
+        for name, value in (
+            (b":event-type", b"PayloadPart"), (b":content-type", b"application/octet-stream"), (b":message-type", b"event"),
+        )
+    )
+    prelude = struct.pack(">II", 16 + len(headers) + len(data), len(headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + headers + data
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+class LocalAuthorizer:
+    """Asks the local cloud whether an access key may invoke (``POST /_l2c/authorize``), remembering
+    each answer until moto's change count moves (a policy changed, a role was assumed).
+
+    Only temporary keys (``ASIA...``, an assumed role's, e.g. a Lambda function's) are asked about:
+    any other key is the account's own, which the local cloud lets do everything.
+    """
+
+    def __init__(self, control_plane_url: str, changes):
+        self.url = control_plane_url.rstrip("/") + "/_l2c/authorize"
+        self._changes = changes
+        self._answers: dict = {}
+        self._seen = -1
+
+    def cached(self, access_key: str, action: str, resource: str) -> dict | None:
+        if not access_key.startswith("ASIA"):
+            return _ALLOWED
+        if self._changes.value != self._seen:
+            return None
+        return self._answers.get((access_key, action, resource))
+
+    def decide(self, access_key: str, action: str, resource: str) -> dict:
+        import urllib.request
+
+        seen = self._changes.value
+        request = urllib.request.Request(
+            self.url, method="POST", headers={"Content-Type": JSON_TYPE},
+            data=json.dumps({"access_key": access_key, "action": action, "resource": resource}).encode(),
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                decision = json.loads(answer.read())
+        except (OSError, ValueError) as err:  # the control plane cannot say: not the caller's fault
+            log.warning("asking %s whether %s may %s failed: %s", self.url, access_key, action, err)
+            raise RuntimeApiError(500, "InternalFailure", "An internal failure occurred.") from None
+        if seen != self._seen:
+            self._answers, self._seen = {}, seen
+        self._answers[access_key, action, resource] = decision
+        return decision
+
+
+_ALLOWED = {"allowed": True, "principal": None}
+
+
+class ContainerLog:
+    """Writes the endpoint's container lines (one per ModelError) to /aws/sagemaker/Endpoints/<name>,
+    stream ``<variant>/i-<id>`` as an instance's, in the background: best effort, never failing
+    or slowing an invocation."""
+
+    def __init__(self, boto_session, region: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._logs = boto_session.client("logs", region_name=region)
+        self._instance = f"i-{uuid.uuid4().hex[:17]}"
+        self._ready: set = set()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="l2c-container-log")
+
+    def __call__(self, endpoint: str, variant: str, line: str) -> None:
+        self._pool.submit(self._write, endpoint, variant, line, int(time.time() * 1000))
+
+    def _write(self, endpoint: str, variant: str, line: str, timestamp: int) -> None:
+        group, stream = f"/aws/sagemaker/Endpoints/{endpoint}", f"{variant}/{self._instance}"
+        try:
+            if (group, stream) not in self._ready:
+                for create, kwargs in ((self._logs.create_log_group, {"logGroupName": group}),
+                                       (self._logs.create_log_stream, {"logGroupName": group, "logStreamName": stream})):
+                    try:
+                        create(**kwargs)
+                    except self._logs.exceptions.ResourceAlreadyExistsException:
+                        pass
+                self._ready.add((group, stream))
+            self._logs.put_log_events(logGroupName=group, logStreamName=stream,
+                                      logEvents=[{"timestamp": timestamp, "message": line}])
+        except Exception as err:  # logging is best effort
+            log.debug("writing to %s failed: %s", group, err)
 
 
 def check_endpoint_name(name: str) -> None:

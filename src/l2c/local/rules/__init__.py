@@ -8,7 +8,8 @@ Every rule names the AWS behaviour it reproduces and where that behaviour is doc
 table in docs/aws-rules.md lists them all, and a unit test keeps the two in step.
 
 Rule modules, one per service: :mod:`.sagemaker`, :mod:`.awslambda`, :mod:`.apigateway`,
-:mod:`.iam`.
+:mod:`.iam`, :mod:`.s3`. ``python -m l2c.local.rules`` prints the table (``make rules-doc``
+writes it into docs/aws-rules.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-RULE_MODULES = ("sagemaker", "awslambda", "apigateway", "iam")
+RULE_MODULES = ("sagemaker", "awslambda", "apigateway", "iam", "s3")
 
 
 @dataclass
@@ -59,9 +60,10 @@ class AwsError(Exception):
             ).encode()
             content_type = "text/xml"
         elif protocol == "rest-xml":
+            members = "".join(f"<{name}>{_xml(str(value))}</{name}>" for name, value in self.members.items())
             body = (
                 f"<Error><Code>{_xml(self.code)}</Code><Message>{_xml(self.message)}</Message>"
-                f"<RequestId>{request_id}</RequestId></Error>"
+                f"{members}<RequestId>{request_id}</RequestId></Error>"
             ).encode()
             content_type = "application/xml"
         elif protocol == "json":
@@ -107,29 +109,34 @@ class Rule:
     source: str  # the doc page, botocore model or issue thread that says AWS does this
     summary: str  # what the local cloud does
     run: Callable
+    test: str = ""  # the test that proves it: "tests/integration/test_x.py::test_name"
 
 
 class Registry:
     def __init__(self):
         self.rules: list[Rule] = []
 
-    def before(self, service: str, *operations: str, id: str, source: str, summary: str):
+    def before(self, service: str, *operations: str, id: str, source: str, summary: str, test: str = ""):
         """Register ``fn(call)``: raise AwsError to refuse, or return a Reply to answer instead of moto."""
-        return self._register(service, operations, "before", id, source, summary)
+        return self._register(service, operations, "before", id, source, summary, test)
 
-    def after(self, service: str, *operations: str, id: str, source: str, summary: str):
+    def after(self, service: str, *operations: str, id: str, source: str, summary: str, test: str = ""):
         """Register ``fn(call, reply) -> Reply | None`` on moto's successful answer (None: keep it)."""
-        return self._register(service, operations, "after", id, source, summary)
+        return self._register(service, operations, "after", id, source, summary, test)
 
-    def _register(self, service, operations, when, id, source, summary):
+    def _register(self, service, operations, when, id, source, summary, test=""):
         def decorate(fn):
-            self.rules.append(Rule(id, service, tuple(operations), when, source, summary, fn))
+            self.rules.append(Rule(id, service, tuple(operations), when, source, summary, fn, test))
             return fn
 
         return decorate
 
     def for_call(self, service: str, operation: str, when: str) -> list[Rule]:
         return [r for r in self.rules if r.service == service and operation in r.operations and r.when == when]
+
+    def has_rules_for(self, service: str, operation: str) -> bool:
+        """Whether any rule runs for this operation (else the edge leaves the request to moto)."""
+        return any(r.service == service and operation in r.operations for r in self.rules)
 
     def services(self) -> set[str]:
         return {rule.service for rule in self.rules}
