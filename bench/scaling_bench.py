@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.runtime_bench import HOST, REPO, ensure_wrk, free_port, iris_model_dir, machine, running, wrk_post
+from bench.runtime_bench import REPO, ensure_wrk, free_port, iris_model_dir, machine, running, wrk_post
 
 RESULTS = REPO / "bench" / "results"
 ROW_COUNTS = (1, 10, 100, 1_000, 10_000, 100_000)

@@ -7,6 +7,11 @@ a drifted install and the artifact check refuses boosters saved by another versi
 
 from __future__ import annotations
 
+import json
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
 CONTAINER_IMAGE_VERSION = "3.2-0"
 CONTAINER_XGBOOST_VERSION = "3.2.0"
 CONTAINER_PYTHON_VERSION = "3.12"
@@ -52,17 +57,12 @@ def image_uri(region: str) -> str:
     return uri
 
 
-def image_cache_file():
-    import os
-    from pathlib import Path
-
+def image_cache_file() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "l2c" / "image-uris.json"
 
 
 def _sdk_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("sagemaker-core")
     except PackageNotFoundError:
@@ -70,8 +70,6 @@ def _sdk_version() -> str:
 
 
 def _read_image_cache() -> dict:
-    import json
-
     try:
         found = json.loads(image_cache_file().read_text())
     except (OSError, ValueError):
@@ -80,9 +78,6 @@ def _read_image_cache() -> dict:
 
 
 def _write_image_cache(key: str, uri: str) -> None:
-    import json
-    import os
-
     path = image_cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

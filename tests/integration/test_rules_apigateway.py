@@ -6,16 +6,14 @@ The REST APIs are built here with plain boto3, as the console or any tool would 
 
 from __future__ import annotations
 
-import io
 import json
-import textwrap
 import time
-import uuid
-import zipfile
 
 import httpx
 import pytest
 from botocore.exceptions import ClientError
+
+from aws_helpers import LAMBDA_TRUST, error_of, unique, zipped
 
 from l2c.cloud.retries import retry, retry_while_role_propagates, role_not_ready
 
@@ -30,19 +28,6 @@ ECHO = """
     def handler(event, context):
         return {"statusCode": 201, "headers": {"X-Echo": "yes"}, "body": json.dumps(event)}
 """
-LAMBDA_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def error_of(info) -> tuple[str, int, str]:
-    response = info.value.response
-    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Message"]
 
 
 @pytest.fixture(scope="module")
@@ -313,13 +298,10 @@ def proxy_api(gateway, cloud_session):
     iam, lam = cloud_session.client("iam"), cloud_session.client("lambda")
     role_name = unique("rules-apigw-role")
     role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", textwrap.dedent(ECHO))
     function = unique("rules-apigw-echo")
     arn = retry_while_role_propagates(lambda: lam.create_function(
         FunctionName=function, Runtime="python3.13", Role=role, Handler="app.handler",
-        Code={"ZipFile": buffer.getvalue()}), cloud_session)["FunctionArn"]
+        Code={"ZipFile": zipped(ECHO)}), cloud_session)["FunctionArn"]
     lam.get_waiter("function_active_v2").wait(FunctionName=function, WaiterConfig={"Delay": 0.05})
     api_id = gateway.create_rest_api(name=unique("rules-proxy"))["id"]
     root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]
@@ -335,7 +317,7 @@ def proxy_api(gateway, cloud_session):
                            Principal="apigateway.amazonaws.com",
                            SourceArn=cloud_session.arn("execute-api", f"{api_id}/{stage}/POST/{path}"))
     gateway.create_deployment(restApiId=api_id, stageName=STAGE)
-    yield {"id": api_id, "resources": resources, "role": role, "root": root, "code": buffer.getvalue()}
+    yield {"id": api_id, "resources": resources, "role": role, "root": root, "code": zipped(ECHO)}
     gateway.delete_rest_api(restApiId=api_id)
     lam.delete_function(FunctionName=function)
     iam.delete_role(RoleName=role_name)

@@ -7,15 +7,13 @@ code, status and message AWS gives (Lambda API reference, "Lambda function state
 from __future__ import annotations
 
 import base64
-import io
 import json
-import textwrap
 import time
-import uuid
-import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
+
+from aws_helpers import LAMBDA_TRUST, SAGEMAKER_TRUST, error_of, unique, zipped
 
 from l2c.cloud.retries import retry, retry_while_role_propagates, role_not_ready
 
@@ -37,31 +35,7 @@ HANDLER = """
         return {"got": event, "key": os.environ["AWS_ACCESS_KEY_ID"],
                 "token": bool(os.environ.get("AWS_SESSION_TOKEN"))}
 """
-LAMBDA_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
-SAGEMAKER_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-}
 CANNOT_ASSUME = "The role defined for the function cannot be assumed by Lambda."
-
-
-def zipped(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", textwrap.dedent(source))
-    return buffer.getvalue()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def error_of(info) -> tuple[str, int, str]:
-    response = info.value.response
-    return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Message"]
 
 
 @pytest.fixture(scope="module")
