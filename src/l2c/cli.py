@@ -351,12 +351,12 @@ def logs(
     except KeyboardInterrupt:
         return
     except _cloud_errors() as err:
-        fail(str(err))
+        fail_cloud(err, profile)
 
 
 @app.command()
 def up(
-    control_plane_port: int = typer.Option(4566, help="Port of the control plane (moto: S3, IAM, SageMaker, Lambda, ...)."),
+    control_plane_port: int = typer.Option(4566, help="Port of the edge, AWS_ENDPOINT_URL: every AWS API (control plane and data planes)."),
     runtime_port: int = typer.Option(4567, help="Port of the SageMaker runtime (invoke_endpoint)."),
     api_port: int = typer.Option(4568, help="Port of the API Gateway stage URLs."),
     no_deploy: bool = typer.Option(False, "--no-deploy", help="Start the cloud empty, without deploying the two models."),
