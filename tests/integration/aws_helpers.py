@@ -1,11 +1,15 @@
-"""Small pieces the integration tests share: Lambda packages, trust policies, unique names, errors."""
+"""Small pieces the integration tests share: Lambda packages, trust policies, unique names, errors,
+and newman running the Postman collection."""
 
 from __future__ import annotations
 
 import io
+import json
+import subprocess
 import textwrap
 import uuid
 import zipfile
+from pathlib import Path
 
 LAMBDA_TRUST = {
     "Version": "2012-10-17",
@@ -33,3 +37,25 @@ def error_of(info) -> tuple[str, int, str]:
     """Code, HTTP status and message of the ClientError a ``pytest.raises`` caught."""
     response = info.value.response
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Message"]
+
+
+REPO = Path(__file__).resolve().parents[2]
+NEWMAN = REPO / "node_modules" / ".bin" / "newman"
+COLLECTION = REPO / "postman" / "l2c.postman_collection.json"
+
+
+def run_newman(base_url: str, api_key: str, report: Path) -> dict:
+    """Run the committed Postman collection with newman against ``base_url``; its run stats."""
+    assert NEWMAN.is_file(), "newman is not installed: run `npm ci` (make test does)"
+    result = subprocess.run(
+        [
+            str(NEWMAN), "run", str(COLLECTION),
+            "--env-var", f"baseUrl={base_url}",
+            "--env-var", f"apiKey={api_key}",
+            "--reporters", "cli,json", "--reporter-json-export", str(report),
+            "--timeout-request", "60000", "--color", "off",
+        ],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    return json.loads(report.read_text())["run"]["stats"]

@@ -15,15 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from aws_helpers import run_newman
 
 from l2c.cloud import apigateway, stack
 from l2c.cloud.progress import Reporter
 from l2c.local.demo import TUTORIAL_BODIES
 
-REPO = Path(__file__).resolve().parents[2]
 AWS = Path(sys.executable).with_name("aws")
-NEWMAN = REPO / "node_modules" / ".bin" / "newman"
-COLLECTION = REPO / "postman" / "l2c.postman_collection.json"
 IRIS_ROW = TUTORIAL_BODIES["iris"]["data"]
 
 
@@ -105,21 +103,8 @@ def test_aws_apigateway_test_invoke_method_runs_the_prediction_path(cli_env, dep
 
 
 def test_newman_runs_the_collection_through_the_edge_url(local_cloud, deployed, tmp_path):
-    assert NEWMAN.is_file(), "newman is not installed: run `npm ci` (make test does)"
     deployment = deployed["iris"]
     base_url = f"{local_cloud.env['AWS_ENDPOINT_URL']}/restapis/{deployment.api_id}/{apigateway.STAGE}/_user_request_"
-    report = tmp_path / "newman.json"
-    result = subprocess.run(
-        [
-            str(NEWMAN), "run", str(COLLECTION),
-            "--env-var", f"baseUrl={base_url}",
-            "--env-var", f"apiKey={deployment.api_key}",
-            "--reporters", "cli,json", "--reporter-json-export", str(report),
-            "--timeout-request", "60000", "--color", "off",
-        ],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    stats = json.loads(report.read_text())["run"]["stats"]
+    stats = run_newman(base_url, deployment.api_key, tmp_path / "newman.json")
     assert stats["assertions"]["failed"] == 0 and stats["requests"]["failed"] == 0
     assert stats["assertions"]["total"] >= 20

@@ -6,14 +6,13 @@ gateway against API Gateway's behaviour rather than against l2c's own deploy cod
 
 from __future__ import annotations
 
-import io
 import json
 import textwrap
 import time
-import zipfile
 
 import httpx
 import pytest
+from aws_helpers import LAMBDA_TRUST, zipped
 
 from l2c.cloud.retries import retry_while_role_propagates
 from l2c.cloud.session import CloudError
@@ -55,21 +54,13 @@ TIMEOUTS = {"sleepy": 1}
 FUNCTION_ENV = {"GREETING": "hello", "ENDPOINT_NAME": "not-used"}
 
 
-def zipped(source: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("app.py", textwrap.dedent(source))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def api(cloud_session, local_cloud):
     """A REST API with one POST route per handler (plus one whose function grants no permission)."""
     gateway, lam, iam = (cloud_session.client(name) for name in ("apigateway", "lambda", "iam"))
     role = iam.create_role(
         RoleName="gateway-test-role",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+        AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST),
     )["Role"]["Arn"]
     api_id = gateway.create_rest_api(name="gateway-test")["id"]
     root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]

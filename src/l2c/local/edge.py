@@ -87,15 +87,14 @@ class Edge:
     # ----------------------------------------------------------------- WSGI
 
     def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "")
-        if path.startswith(ADMIN_PREFIX):
-            return _send(start_response, self._admin_call(_request(environ, read_body=True)))
+        request = _request(environ)
+        if request.path.startswith(ADMIN_PREFIX):
+            _buffer_body(environ, request)
+            return _send(start_response, self._admin_call(request))
         for _, matches, handler in self._routes:
-            request = _request(environ, read_body=False)
             if matches(request):
-                request.body = _read_body(environ)
+                _buffer_body(environ, request)
                 return _send(start_response, _safely(handler, request))
-        request = _request(environ, read_body=False)
         service = _SERVICE_OF_SIGNING_NAME.get(request.signing_service or "", request.signing_service)
         if service not in self.rules.services():
             return self.moto_app(environ, start_response)
@@ -110,26 +109,24 @@ class Edge:
             _buffer_body(environ, request)
         call = _call(service, operation, request, self._operations)
         try:
-            for rule in self.rules.for_call(service, operation, "before"):
-                answer = rule.run(call)
-                if answer is not None:
-                    return _send(start_response, answer)
+            return _send(start_response, self._with_rules(call, environ))
         except AwsError as err:
             log.info("%s %s refused by the AWS rules: %s %s", service, operation, err.code, err.message)
             return _send(start_response, err.reply(protocol, service))
-        after = self.rules.for_call(service, operation, "after")
-        if not after:
-            return self.moto_app(environ, start_response)
+
+    def _with_rules(self, call: Call, environ) -> Reply:
+        """moto's answer to the call, with the rules before it (which may refuse or answer
+        instead) and after it (which may reshape a successful answer)."""
+        for rule in self.rules.for_call(call.service, call.operation, "before"):
+            answer = rule.run(call)
+            if answer is not None:
+                return answer
         reply = _run_moto(self.moto_app, environ)
         if reply.status >= 300:
-            return _send(start_response, reply)
-        try:
-            for rule in after:
-                reply = rule.run(call, reply) or reply
-        except AwsError as err:
-            log.info("%s %s refused by the AWS rules: %s %s", service, operation, err.code, err.message)
-            return _send(start_response, err.reply(protocol, service))
-        return _send(start_response, reply)
+            return reply
+        for rule in self.rules.for_call(call.service, call.operation, "after"):
+            reply = rule.run(call, reply) or reply
+        return reply
 
     # ----------------------------------------------------------------- admin
 
@@ -259,7 +256,8 @@ def account_of(access_key: str) -> str:
 # --------------------------------------------------------------------------- WSGI plumbing
 
 
-def _request(environ, read_body: bool) -> EdgeRequest:
+def _request(environ) -> EdgeRequest:
+    """The request as the edge sees it, without its body (read only where it is needed)."""
     raw_headers = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items() if key.startswith("HTTP_")]
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
@@ -274,7 +272,7 @@ def _request(environ, read_body: bool) -> EdgeRequest:
         query=environ.get("QUERY_STRING", ""),
         headers=headers,
         raw_headers=raw_headers,
-        body=_read_body(environ) if read_body else b"",
+        body=b"",
         client=environ.get("REMOTE_ADDR", ""),
         signing_service=scope["service"] if scope else None,
         region=scope["region"] if scope else None,
