@@ -56,6 +56,8 @@ def deployed(cloud, session, trained_models):
     # A plan wide enough that the load loops below are never throttled (throttling: test_reliability_abuse).
     options = stack.DeployOptions(limits=Limits(rate_limit=1000.0, burst_limit=1000, quota_limit=1_000_000))
     deployment = stack.deploy("iris", trained_models["iris"], session=session, options=options, reporter=Reporter())
+    # A fresh key is refused for a few (paced) seconds, as on AWS: faults are injected only once it works.
+    wait_for(lambda: post(deployment).status_code == 200, 30, "the fresh deploy answers")
     yield deployment
     resume_stopped_workers()
     stack.destroy(everything=True, session=connect(LOCAL), reporter=Reporter())
