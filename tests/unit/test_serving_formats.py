@@ -4,6 +4,8 @@ np.savetxt and json.dumps, which is what the container's code calls."""
 import csv
 import io
 import json
+import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -12,7 +14,6 @@ from hypothesis import strategies as st
 
 from l2c.serving import formats
 from l2c.serving.formats import ContainerError
-
 
 # --------------------------------------------------------------------------- references
 
@@ -48,7 +49,8 @@ def test_csv_content_types(content_type):
     assert formats.content_kind(content_type) == formats.CSV
 
 
-@pytest.mark.parametrize("content_type", [None, "libsvm", "text/libsvm", "text/x-libsvm", "Text/LibSVM"])
+@pytest.mark.parametrize("content_type", [None, "libsvm", "text/libsvm", "text/x-libsvm", "Text/LibSVM",
+                                          "text/libsvm; charset=utf-8", "text/x-libsvm;q=1"])
 def test_libsvm_content_types_and_missing_header(content_type):
     assert formats.content_kind(content_type) == formats.LIBSVM
 
@@ -65,7 +67,7 @@ def test_json_content_type_gets_the_containers_415_message():
 
 @pytest.mark.parametrize(
     "content_type", ["incorrect_format", "text/csv; label_size=5", "text/csv; label_size=1=1",
-                     "text/csv; label_size=1; label_size=2", "label_size=1; text/csv", "text/libsvm; charset=utf-8"],
+                     "text/csv; label_size=1; label_size=2", "label_size=1; text/csv", "text/csvx", "text/libsvm/x"],
 )
 def test_malformed_content_types_are_415(content_type):
     with pytest.raises(ContainerError) as caught:
@@ -244,6 +246,53 @@ def test_bad_libsvm_index_is_415():
         formats.parse_libsvm(b"1 a:5.1")
     assert caught.value.status == 415
     assert caught.value.message.startswith("Loading libsvm data failed with Exception, please ensure data is in libsvm format:")
+
+
+def test_one_based_libsvm_is_shifted_and_trailing_lines_without_features_are_not_rows():
+    matrix = formats.parse_libsvm(b"0 1:5.1 4:0.2\n\n1 2:3.5\n0\n\n")
+    assert matrix.shape == (3, 4)  # rows 0..2; the two trailing lines hold no feature
+    assert matrix[0, 0] == np.float32(5.1) and matrix[0, 3] == np.float32(0.2) and matrix[2, 1] == np.float32(3.5)
+    assert matrix[1].nnz == 0  # a blank line between rows stays a row of missing values
+
+
+def test_an_index_error_is_reported_before_a_value_error_as_the_container_does():
+    with pytest.raises(ContainerError) as caught:
+        formats.parse_libsvm(b"0 1:abc\n0 x:1")
+    assert "invalid literal for int() with base 10: 'x'" in caught.value.message
+
+
+LONG_NUMBER = "1." + "0" * 998  # a valid 1,000-character number
+
+
+@pytest.mark.parametrize("kind", ["csv", "libsvm"])
+def test_one_long_field_costs_a_small_multiple_of_the_body_not_gigabytes(kind):
+    # numpy sizes a string array by its longest field: cast in one piece, this 400 KB body would
+    # take over 400 MB. "1_0" keeps the CSV body off the pandas path (numpy reads it as 10).
+    if kind == "csv":
+        lines = ["1_0,1.5,2.5,3.5"] * 25_000
+        lines[7] = f"{LONG_NUMBER},1,2,3"
+        body, parse = "\n".join(lines).encode(), formats.parse_csv
+    else:
+        lines = ["0 1:1.5 2:2.5 3:3.5 4:1"] * 17_000
+        lines[7] = f"0 1:{LONG_NUMBER}"
+        body, parse = "\n".join(lines).encode(), formats.parse_libsvm
+    tracemalloc.start()
+    try:
+        rows = parse(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows.shape[0] == len(lines) and rows[7, 0] == 1.0
+    assert peak < 30 * len(body), f"{peak / len(body):.0f} x the body"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=' ;="\\abcXY/=-_,', max_size=40))
+def test_parse_header_reads_as_cgi_parse_header_does(value):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import cgi
+    assert formats.parse_header(value) == cgi.parse_header(value)
 
 
 # --------------------------------------------------------------------------- output

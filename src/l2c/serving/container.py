@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from l2c.serving import asgi
 from l2c.serving.engine import ContainerSettings, Engine, Reply
@@ -27,7 +28,15 @@ NOT_ALLOWED_PAGE = (
     b"<!doctype html>\n<html lang=en>\n<title>405 Method Not Allowed</title>\n<h1>Method Not Allowed</h1>\n"
     b"<p>The method is not allowed for the requested URL.</p>\n"
 )
+# Flask's routes in the container's app (serve.py); Flask adds HEAD to GET routes and answers
+# OPTIONS itself on every route.
 _ROUTES = {"/ping": ("GET", "HEAD"), "/execution-parameters": ("GET", "HEAD"), "/invocations": ("POST",)}
+# The container's nginx passes only paths matching this (unanchored) location on to gunicorn
+# and answers every other one itself: `location / { return 404 "{}"; }` under
+# `default_type application/octet-stream` (sagemaker-containers, etc/nginx.conf.template).
+_PROXIED = re.compile(r"^/(ping|invocations|execution-parameters)")
+NGINX_NOT_FOUND = b"{}"
+OCTET_STREAM = "application/octet-stream"
 
 
 class ContainerApp:
@@ -45,12 +54,16 @@ class ContainerApp:
         path, method = scope["path"], scope["method"]
         if path == "/invocations" and method == "POST":
             return await self._invocations(scope, receive, send)
+        if not _PROXIED.match(path):
+            return await asgi.respond(send, 404, NGINX_NOT_FOUND, OCTET_STREAM)
         allowed = _ROUTES.get(path)
         if allowed is None:
             return await asgi.respond(send, 404, NOT_FOUND_PAGE, HTML)
+        allow = [(b"allow", ", ".join(sorted({*allowed, "OPTIONS"})).encode())]
+        if method == "OPTIONS":
+            return await asgi.respond(send, 200, b"", HTML, allow)
         if method not in allowed:
-            allow = ", ".join(sorted({*allowed, "OPTIONS"})).encode()
-            return await asgi.respond(send, 405, NOT_ALLOWED_PAGE, HTML, [(b"allow", allow)])
+            return await asgi.respond(send, 405, NOT_ALLOWED_PAGE, HTML, allow)
         if path == "/ping":
             return await asgi.respond(send, 200, b"", HTML)
         return await asgi.respond(send, 200, self._execution_parameters(), "application/json")

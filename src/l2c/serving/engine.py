@@ -37,8 +37,6 @@ DEFAULT_MAX_CONTENT_LENGTH = 6 * 1024 * 1024
 # From this many rows on, a request is predicted with every core (one request rarely comes
 # alone, so small ones stay single-threaded).
 MANY_ROWS = 8192
-# The container caps MAX_CONTENT_LENGTH at 20 MiB whatever the environment asks for.
-CEILING_MAX_CONTENT_LENGTH = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,9 @@ class ContainerSettings:
             )
         output = environ.get("SAGEMAKER_INFERENCE_OUTPUT")
         return cls(
-            max_content_length=min(limit, CEILING_MAX_CONTENT_LENGTH),
+            # The 3.2 line takes MAX_CONTENT_LENGTH as it is (serve.py: int(os.getenv(...))): the
+            # 20 MiB ceiling of older images was removed upstream in 2021.
+            max_content_length=limit,
             default_accept=default_accept,
             inference_output=tuple(formats.selected_keys(output)) if output is not None else None,
         )

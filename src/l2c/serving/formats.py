@@ -14,7 +14,6 @@ import io
 import json
 import math
 import re
-import warnings
 
 import numpy as np
 import orjson
@@ -62,53 +61,71 @@ class ContainerError(Exception):
 
 
 def content_kind(content_type: str | None) -> str:
-    """Map a Content-Type header to csv/libsvm/parquet/recordio-protobuf, or raise the 415."""
+    """Map a Content-Type header to csv/libsvm/parquet/recordio-protobuf, or raise the 415.
+
+    The container lower-cases the whole header and parses it as Python's ``cgi.parse_header``
+    does (serve_utils -> data_utils.get_content_type), so parameters such as ``charset`` are
+    accepted on every type and only ``label_size`` is looked at (csv only, it must be 1)."""
     if content_type is None:
         return LIBSVM
-    lowered = content_type.lower()
-    if lowered in (LIBSVM, "text/libsvm", "text/x-libsvm"):
-        return LIBSVM
-    if CSV in lowered:
-        return _csv_kind(lowered)
-    if lowered in (PARQUET, "application/x-parquet"):
-        return PARQUET
-    if lowered in (RECORDIO_PROTOBUF, "application/x-recordio-protobuf"):
-        return RECORDIO_PROTOBUF
-    raise ContainerError(415, _not_accepted(content_type))
-
-
-def _csv_kind(lowered: str) -> str:
-    if lowered in (CSV, "text/csv"):
-        return CSV
-    media_type, params = _split_header(lowered)
-    if media_type == "text/csv":
-        label_size = params.get("label_size")
-        if label_size is not None and label_size != "1":
+    media_type, params = parse_header(content_type.lower())
+    if media_type in (CSV, "text/csv"):
+        if params.get("label_size", "1") != "1":
             raise ContainerError(
-                415, f"{lowered} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1"
+                415, f"{content_type} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1"
             )
         return CSV
-    raise ContainerError(415, _not_accepted(lowered))
+    if media_type in (LIBSVM, "text/libsvm", "text/x-libsvm"):
+        return LIBSVM
+    if media_type in (PARQUET, "application/x-parquet"):
+        return PARQUET
+    if media_type in (RECORDIO_PROTOBUF, "application/x-recordio-protobuf"):
+        return RECORDIO_PROTOBUF
+    raise ContainerError(415, _not_accepted(content_type))
 
 
 def _not_accepted(content_type: str) -> str:
     return f"{content_type} is not an accepted ContentType: {', '.join(ACCEPTED_CONTENT_TYPES)}."
 
 
-def _split_header(value: str) -> tuple[str, dict[str, str]]:
-    """``type/sub; k=v`` -> ('type/sub', {k: v}), the way cgi.parse_header reads it."""
-    media_type, *rest = value.split(";")
+def parse_header(value: str) -> tuple[str, dict[str, str]]:
+    """``type/sub; k=v`` -> ('type/sub', {'k': 'v'}), read as ``cgi.parse_header`` reads it.
+
+    The container parses Content-Type and Accept with that function (deprecated in Python 3.11,
+    gone in 3.13, hence this reimplementation): parts are split on ``;`` outside double quotes,
+    names are lower-cased, a quoted value loses its quotes and its backslash escapes, and a
+    part without ``=`` is dropped."""
+    media_type, *parts = _header_parts(value)
     params = {}
-    for part in rest:
-        key, sep, val = part.partition("=")
-        if sep:
-            params[key.strip().lower()] = val.strip().strip('"')
-    return media_type.strip(), params
+    for part in parts:
+        name, sep, raw = part.partition("=")
+        if not sep:
+            continue
+        raw = raw.strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = raw[1:-1].replace("\\\\", "\\").replace('\\"', '"')
+        params[name.strip().lower()] = raw
+    return media_type, params
+
+
+def _header_parts(value: str) -> list[str]:
+    # A ';' ends a part unless an odd number of unescaped double quotes precede it in that
+    # part; a ';' right at the start of a part ends it at once (an empty part).
+    parts, rest = [], value
+    while True:
+        end = rest.find(";")
+        while end > 0 and (rest.count('"', 0, end) - rest.count('\\"', 0, end)) % 2:
+            end = rest.find(";", end + 1)
+        if end < 0:
+            parts.append(rest.strip())
+            return parts
+        parts.append(rest[:end].strip())
+        rest = rest[end + 1:]
 
 
 def parse_accept(accept: str | None, default: str) -> str:
     """The response type for an Accept header; ``*/*`` or none means the default."""
-    media_type = _split_header(accept)[0] if accept else ""
+    media_type = parse_header(accept)[0] if accept else ""
     if not media_type or media_type == "*/*":
         return default
     if media_type.lower() not in SUPPORTED_ACCEPTS:
@@ -168,9 +185,56 @@ def _has_quotes(text: str) -> bool:
 
 
 def _csv_reference(text: str, delimiter: str) -> np.ndarray:
-    # The container's own steps: empty fields are NaN, ragged rows and non-numbers raise.
-    table = [["nan" if field == "" else field for field in line.split(delimiter)] for line in text.split("\n")]
-    return np.array(table).astype(np.float64)
+    """The container's own steps (encoder.csv_to_dmatrix): lines split on '\\n', fields on the
+    delimiter, empty fields are NaN, ragged rows and non-numbers raise, numpy casts the strings.
+
+    numpy sizes a string array by its longest field, so the container's one cast of the whole
+    table costs fields x longest field x 4 bytes: gigabytes for a 2 MB body holding one
+    1,000-character field. Here the same cast runs on blocks of lines, in order (so the first
+    bad value is the one reported), and the peak stays a small multiple of the body."""
+    lines = text.split("\n")
+    width = lines[0].count(delimiter) + 1
+    if any(line.count(delimiter) + 1 != width for line in lines):
+        # numpy's words for the ragged table the container hands it.
+        raise ValueError(
+            "setting an array element with a sequence. The requested array has an inhomogeneous shape after "
+            f"1 dimensions. The detected shape was ({len(lines)},) + inhomogeneous part."
+        )
+    table = np.empty((len(lines), width), dtype=np.float64)
+    for first, last in _blocks(lines):
+        fields = ["nan" if field == "" else field for line in lines[first:last] for field in line.split(delimiter)]
+        table[first:last] = strings_to_floats(fields).reshape(last - first, width)
+    return table
+
+
+# How much text (characters) one block of a cast holds, and how large numpy's string array
+# for one cast may be.
+_BLOCK_CHARACTERS = 64 * 1024
+_CAST_BYTES = 1024 * 1024
+
+
+def _blocks(lines: list[str]):
+    """(first, last) line ranges of about _BLOCK_CHARACTERS each, in order."""
+    first, size = 0, 0
+    for index, line in enumerate(lines):
+        size += len(line) + 1
+        if size >= _BLOCK_CHARACTERS:
+            yield first, index + 1
+            first, size = index + 1, 0
+    if first < len(lines):
+        yield first, len(lines)
+
+
+def strings_to_floats(fields: list[str]) -> np.ndarray:
+    """``np.array(fields).astype(float)`` (numpy's string-to-number rules and errors), in pieces
+    small enough that the padded string array stays under _CAST_BYTES."""
+    if not fields:
+        return np.empty(0, dtype=np.float64)
+    longest = max(map(len, fields))
+    if len(fields) == 1 or len(fields) * max(longest, 1) * 4 <= _CAST_BYTES:
+        return np.array(fields).astype(np.float64)
+    middle = len(fields) // 2
+    return np.concatenate([strings_to_floats(fields[:middle]), strings_to_floats(fields[middle:])])
 
 
 def _csv_fast(stripped: bytes, text: str, delimiter: str) -> np.ndarray | None:
@@ -182,10 +246,13 @@ def _csv_fast(stripped: bytes, text: str, delimiter: str) -> np.ndarray | None:
     if stripped.translate(None, _FAST_CSV_CHARACTERS + delimiter.encode()):
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        # float32 costs a third less than float64 and is the same: pandas reads every float
+        # column as float64 and then casts it, which is what as_model_input does. The only
+        # warning that cast can raise (overflow to inf, refused later) is silenced by numpy's
+        # own per-thread switch, where warnings.catch_warnings would race between threads.
+        with np.errstate(all="ignore"):
             rows = pd.read_csv(
-                io.BytesIO(stripped), header=None, sep=delimiter, dtype=np.float64, engine="c",
+                io.BytesIO(stripped), header=None, sep=delimiter, dtype=np.float32, engine="c",
                 keep_default_na=False, na_values=_NAN_SPELLINGS, quoting=csv.QUOTE_NONE,
                 skip_blank_lines=False, comment=None, skipinitialspace=False,
             ).to_numpy()
@@ -235,31 +302,57 @@ def clean_error(err: BaseException) -> str:
 
 
 def parse_libsvm(body: bytes):
-    """libsvm rows as a scipy CSR matrix, read like the container: label tokens are skipped."""
+    """libsvm rows as a scipy CSR matrix, read as the container reads them (serve_utils'
+    ``_get_sparse_matrix_from_libsvm``): tokens split on single spaces, a token without ':' (the
+    label) skipped, indices read by ``int()``, and when the smallest index in the body is 1 or
+    more every index is shifted down by one (standard libsvm counts from 1)."""
     try:
         return _libsvm_matrix(body.strip().decode("utf-8"))
     except Exception as err:
         raise ContainerError(415, _loading_failed("libsvm", err)) from None
 
 
+# Value strings are cast to numbers in groups of this many, as they are read.
+_LIBSVM_CAST_GROUP = 16384
+
+
 def _libsvm_matrix(text: str):
     from scipy.sparse import csr_matrix
 
-    rows, cols, values = [], [], []
+    rows, columns, pending, values = [], [], [], []
+    bad_value: Exception | None = None  # the container casts values only after every index is read
     for row_index, line in enumerate(text.split("\n")):
         for item in line.split(" "):
             if ":" in item:
                 parts = item.split(":")
+                columns.append(int(parts[0]))
                 rows.append(row_index)
-                cols.append(parts[0])
-                values.append(parts[1])
-    columns = np.array(cols).astype(np.int64)
-    data = np.array(values).astype(np.float64)
-    # Every line is a row, as in XGBoost's libsvm reader, trailing lines without features too.
-    shape = (row_index + 1, int(columns.max()) + 1) if len(columns) else None
-    matrix = csr_matrix((data, (np.array(rows, dtype=np.int64), columns)), shape=shape)
+                pending.append(parts[1])
+                if len(pending) >= _LIBSVM_CAST_GROUP:
+                    bad_value = _cast_group(pending, values, bad_value)
+    bad_value = _cast_group(pending, values, bad_value)
+    column_array = np.array(columns).astype(int)
+    if len(column_array) and column_array.min() >= 1:
+        column_array = column_array - 1
+    if bad_value is not None:
+        raise bad_value
+    data = np.concatenate(values) if values else np.array([]).astype(float)
+    # No shape given, as in the container: the matrix ends at the last row holding a feature, so
+    # trailing lines without any index:value are not rows.
+    matrix = csr_matrix((data, (np.array(rows), column_array)))
     matrix.data = as_model_input(matrix.data)
     return matrix
+
+
+def _cast_group(pending: list[str], values: list, bad_value: Exception | None) -> Exception | None:
+    """Cast and empty ``pending`` into ``values``; keep (not raise) the first failure."""
+    if pending and bad_value is None:
+        try:
+            values.append(strings_to_floats(pending))
+        except (ValueError, TypeError, OverflowError) as err:
+            bad_value = err
+    pending.clear()
+    return bad_value
 
 
 # --------------------------------------------------------------------------- output
@@ -275,22 +368,34 @@ def repr_table(values: np.ndarray) -> bytes:
 
     orjson prints the same shortest round-trip digits as Python's repr but spells 1e-5..1e-4
     positionally and pads no exponent; two byte-level rewrites restore Python's spelling.
-    Non-finite values (orjson has no spelling for them) take the plain Python path.
+    Non-finite values (orjson has no spelling for them) and tables of a few values (where
+    numpy's fixed cost per call exceeds repr's) take the plain Python path.
     """
     values = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(values).all():
+    if values.size <= _FEW_VALUES or not np.isfinite(values).all():
         return _repr_table_slow(values)
-    text = orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+    # One flat line, then the comma after each row's last value becomes its line end: a
+    # same-length rewrite, where replacing orjson's "],[" row separators shrinks the text.
+    text = orjson.dumps(values.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
     if values.ndim == 2:
-        text = text[2:-2].replace(b"],[", b"\n")
-    else:
-        text = text[1:-1]
+        text = _end_rows_at_every(text, values.shape[1])
     magnitude = np.abs(values)
     if ((magnitude >= 1e-5) & (magnitude < 1e-4)).any():
         text = _POSITIONAL_SMALL.sub(_scientific_e05, text)
     if ((magnitude > 0) & (magnitude < 1e-5)).any():
         text = _SHORT_EXPONENT.sub(rb"e-0\1", text)
     return text
+
+
+# Up to this many values repr is cheaper than orjson plus the numpy checks around it.
+_FEW_VALUES = 64
+
+
+def _end_rows_at_every(text: bytes, columns: int) -> bytes:
+    characters = np.frombuffer(text, dtype=np.uint8).copy()
+    commas = np.flatnonzero(characters == ord(","))
+    characters[commas[columns - 1::columns]] = ord("\n")
+    return characters.tobytes()
 
 
 def _scientific_e05(match: re.Match) -> bytes:
@@ -311,12 +416,15 @@ def _json_numbers(text: bytes) -> bytes:
     return re.sub(rb"-?inf|nan", lambda m: _NON_FINITE_JSON[m.group(0)], text)
 
 
+_COMMA_TO_NEWLINE = bytes.maketrans(b",", b"\n")
+
+
 def encode_predictions(predictions: np.ndarray, accept: str) -> bytes:
     """The container's default output: csv lines, ``{"predictions": [{"score": ...}]}``, or jsonlines."""
     table = repr_table(predictions)
     rows_are_lists = predictions.ndim == 2
     if accept == "text/csv":
-        return (table if rows_are_lists else table.replace(b",", b"\n")) + b"\n"
+        return (table if rows_are_lists else table.translate(_COMMA_TO_NEWLINE)) + b"\n"
     table = _json_numbers(table)
     if rows_are_lists:
         scores = table.replace(b",", b", ").replace(b"\n", b"]}\n{\"score\": [")
@@ -334,10 +442,12 @@ PREDICTED_LABEL, LABELS, PROBABILITY, PROBABILITIES = "predicted_label", "labels
 RAW_SCORE, RAW_SCORES, PREDICTED_SCORE = "raw_score", "raw_scores", "predicted_score"
 _CLASSIFIER_KEYS = [PREDICTED_LABEL, LABELS, RAW_SCORE, RAW_SCORES]
 _PROBABILITY_KEYS = [PREDICTED_LABEL, LABELS, PROBABILITY, PROBABILITIES, RAW_SCORE, RAW_SCORES]
+# serve_utils.VALID_OBJECTIVES: every objective the container can select content for.
 SELECTABLE_KEYS_BY_OBJECTIVE = {
     "reg:squarederror": [PREDICTED_SCORE],
     "reg:logistic": [PREDICTED_SCORE],
     "reg:gamma": [PREDICTED_SCORE],
+    "reg:absoluteerror": [PREDICTED_SCORE],
     "reg:tweedie": [PREDICTED_SCORE],
     "binary:logistic": _PROBABILITY_KEYS,
     "binary:logitraw": _CLASSIFIER_KEYS,
