@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.offline_aws import UNREACHABLE_ENDPOINT, pin_offline
+
 REPO = Path(__file__).resolve().parent
 INTEGRATION_DIR = REPO / "tests" / "integration"
 CLOUD_TEST_FILE = re.compile(r"^test_(deploy|local_cloud|postman|rules|edge|clients)\w*\.py$")
@@ -105,6 +107,7 @@ def _cloud(config: pytest.Config) -> LocalCloudProcess:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    pin_offline()
     config._l2c_cloud = None
     config._l2c_cloud_error = None
 
@@ -123,7 +126,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):
     try:
         env = _cloud(item.config).env
     except RuntimeError:
-        env = {}  # the test's own fixture reports the failure; a notebook fails on its first cloud call
+        # The test's own fixture reports the failure; a notebook fails on its first cloud call.
+        env = {"AWS_ENDPOINT_URL": UNREACHABLE_ENDPOINT}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
