@@ -13,6 +13,8 @@ Environment variables
     FEATURE_NAMES           comma list, e.g. ``CRIM,ZN,...,LSTAT``: the model's columns in
                             order. Enables ``{"features": {...}}`` and the column-count check.
     FEATURE_COUNT           integer: the column-count check without names.
+                            (Names too many for the environment's 4 KB may instead come in
+                            ``feature_names.json`` next to this file, a JSON list.)
     MAX_ROWS                rows per request (default 1000).
     MAX_BODY_BYTES          request body size in bytes (default 1048576).
     INVOKE_TIMEOUT_SECONDS  read timeout of one endpoint call (default: derived from the
@@ -38,10 +40,12 @@ Answers (proxy: JSON string body with Content-Type and CORS headers; direct: the
 Errors: {"error": "<code>", "message": "<what is wrong>", "requestId": "<id>"}; a direct
 invocation gets the same dict with "statusCode" added (it never raises, so a console test
 shows the message). 400 for every caller mistake (bad JSON, missing or empty data, wrong
-column count, non-numeric, NaN or infinite, too many rows, body too large); 405 for a method
-other than POST; 503 (Retry-After) when the endpoint does not exist, is not ready or cannot be reached; 429
-(Retry-After) when throttled; 502 when the model fails or its output is unusable; 504 on a
-timeout; 500 with the request id for anything else, never a stack trace.
+column count, non-numeric or non-ASCII digits, NaN or infinite, beyond float32's range, too
+many rows, body too large, rows the container refused with a 4xx); 405 for a method other than
+POST; 503 (Retry-After) when the endpoint does not exist, is not ready or cannot be reached;
+429 (Retry-After) when throttled; 502 when the model fails or its output is unusable; 504 on a
+timeout; 500 with the request id for anything else, never a stack trace. The container's own
+error text is logged, never answered.
 """
 
 import base64
@@ -76,9 +80,21 @@ THROTTLING_CODES = {
     "RequestLimitExceeded",
 }
 UNAVAILABLE_CODES = {"ModelNotReadyException", "ServiceUnavailable"}
-# A plain decimal or scientific number; float() alone would also take "1_0", "nan" and "inf".
-NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# A plain decimal or scientific number in ASCII digits. float() alone would also take "1_0",
+# "nan", "inf" and the digits of other scripts ("\uff11", "\u0663"): those are not in the
+# container's text/csv, and lookalike digits usually mean text pasted from a document.
+# No two parts of the pattern can match the same characters, so a failed match costs one pass
+# over the cell: the earlier `\d+\.?\d*` tried every split of a run of digits, and one 40 KB
+# cell ending in "x" held the function for its whole timeout.
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 NON_FINITE_WORDS = {"nan", "inf", "infinity"}
+# What str.strip() would also remove (no-break and ideographic spaces...) is not a CSV blank.
+ASCII_BLANKS = " \t\r\n\x0b\x0c"
+# XGBoost computes in float32 (the container's DMatrix converts every value to it): a double at
+# or beyond the midpoint between float32's largest value (3.4028235e38) and 2**128 rounds to
+# infinity there, and the container refuses the whole request ("Input data contains `inf`").
+# Source: sagemaker-xgboost-container, src/sagemaker_xgboost_container/encoder.py (csv_to_dmatrix).
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
 CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token",
     "Access-Control-Allow-Methods": "OPTIONS,POST",
@@ -122,7 +138,7 @@ class Settings:
         if not self.endpoint_name:
             raise misconfigured("the function has no ENDPOINT_NAME environment variable")
         self.class_labels = _comma_list(environ, "CLASS_LABELS")
-        self.feature_names = _comma_list(environ, "FEATURE_NAMES")
+        self.feature_names = _comma_list(environ, "FEATURE_NAMES") or _bundled_feature_names()
         count = _positive_number(environ, "FEATURE_COUNT", None, int)
         if self.feature_names and count is not None and count != len(self.feature_names):
             raise misconfigured("FEATURE_COUNT disagrees with the number of FEATURE_NAMES")
@@ -130,6 +146,23 @@ class Settings:
         self.max_rows = _positive_number(environ, "MAX_ROWS", DEFAULT_MAX_ROWS, int)
         self.max_body_bytes = _positive_number(environ, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, int)
         self.invoke_timeout = _positive_number(environ, "INVOKE_TIMEOUT_SECONDS", None, float)
+
+
+# --- l2c deploy: column names shipped in the zip (too many for Lambda's 4 KB environment) ---
+FEATURE_NAMES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "feature_names.json")
+_BUNDLED_NAMES = []
+
+
+def _bundled_feature_names():
+    """The names in feature_names.json next to this file (a JSON list), read once; [] without it."""
+    if not _BUNDLED_NAMES and os.path.isfile(FEATURE_NAMES_FILE):
+        with open(FEATURE_NAMES_FILE, encoding="utf-8") as handle:
+            names = json.load(handle)
+        if not isinstance(names, list) or len(set(map(str, names))) != len(names):
+            raise misconfigured("feature_names.json must be a JSON list of distinct column names")
+        _BUNDLED_NAMES.extend(str(name) for name in names)
+    return list(_BUNDLED_NAMES)
+# --- end of the bundled column names ---
 
 
 def _comma_list(environ, name):
@@ -366,7 +399,7 @@ def rows_from_request(request, settings):
 
 
 def _rows_from_csv(text, settings):
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip(ASCII_BLANKS) for line in text.splitlines() if line.strip(ASCII_BLANKS)]
     if not lines:
         raise bad_request("empty_data", '"data" holds no values')
     _check_row_count(len(lines), settings)
@@ -460,21 +493,29 @@ def number(cell, where):
     if isinstance(cell, (bool, list, dict)) or cell is None:
         what = {list: "a list", dict: "an object"}.get(type(cell)) or json.dumps(cell)
         raise bad_request("not_a_number", f"{where} is {what}, not a number")
+    shown = None
     if isinstance(cell, str):
-        text = cell.strip()
+        text = cell.strip(ASCII_BLANKS)
         if not text:
             raise bad_request("not_a_number", f"{where} is empty")
         if text.lower().lstrip("+-") in NON_FINITE_WORDS:
             raise _non_finite(where)
         if not NUMBER.fullmatch(text):
-            raise bad_request("not_a_number", f"{where} is {text[:40]!r}, not a number")
-        cell = text
+            hint = "" if text.isascii() else " (only the ASCII digits 0-9 are read)"
+            raise bad_request("not_a_number", f"{where} is {text[:40]!r}, not a number{hint}")
+        cell = shown = text
     try:
         value = float(cell)
     except (OverflowError, ValueError):
         raise _non_finite(where) from None
     if not math.isfinite(value):
         raise _non_finite(where)
+    if abs(value) >= FLOAT32_OVERFLOW:
+        shown = shown[:40] if shown is not None else f"{value:.8g}"
+        raise bad_request(
+            "out_of_range",
+            f"{where} is {shown}, beyond the model's float32 range: the limit is 3.4028235e38 either side of 0",
+        )
     return value
 
 
@@ -557,8 +598,7 @@ def _from_client_error(err, endpoint_name):
     status = _dig(response, "ResponseMetadata", "HTTPStatusCode")
     detail = f"{code}: {message}"[:1000]
     if code == "ModelError":
-        original = response.get("OriginalMessage") or message
-        return ApiError(502, "model_error", f"the model failed: {str(original)[:1000]}", log_detail=detail)
+        return _from_model_error(response, message)
     if code == "ValidationError" and "not found" in message.lower():
         return ApiError(
             503, "endpoint_not_found", f"the endpoint {endpoint_name} does not exist (yet)", 30, log_detail=detail
@@ -568,6 +608,32 @@ def _from_client_error(err, endpoint_name):
     if code in UNAVAILABLE_CODES or status == 503:
         return ApiError(503, "model_unavailable", "the model is not ready; retry shortly", 5, log_detail=detail)
     return ApiError(500, "internal_error", "the endpoint call failed", log_detail=detail)
+
+
+def _from_model_error(response, message):
+    """The container's own words go to the log only: they can name its files, versions and code.
+
+    ModelError carries OriginalStatusCode, OriginalMessage and LogStreamArn (InvokeEndpoint in
+    the SageMaker Runtime API reference)."""
+    original_status = response.get("OriginalStatusCode")
+    detail = {
+        "code": "ModelError",
+        "originalStatusCode": original_status,
+        "originalMessage": str(response.get("OriginalMessage") or message)[:2000],
+        "logStreamArn": response.get("LogStreamArn"),
+    }
+    # The container answers 4xx when it cannot read or score the rows (415 for CSV it cannot
+    # load, 400 for a column count the model does not take; algorithm_mode/serve.py in
+    # sagemaker-xgboost-container) and 5xx when it fails itself (500: a model it cannot load).
+    # The rows are the caller's, so a 4xx is the caller's mistake.
+    if isinstance(original_status, int) and 400 <= original_status < 500:
+        return ApiError(
+            400,
+            "model_rejected_input",
+            "the model refused these rows; check that each row holds the model's columns in order",
+            log_detail=detail,
+        )
+    return ApiError(502, "model_error", "the model could not answer this request", log_detail=detail)
 
 
 # --------------------------------------------------------------------------- reading the answer

@@ -8,10 +8,18 @@ import base64
 import copy
 import io
 import json
+import math
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
@@ -373,6 +381,27 @@ BAD_REQUESTS = [
     ('{"data": "5.1,NaN,1.7,0.5"}', "non_finite", "row 1, value 2 is NaN"),
     ('{"data": "5.1,3.3,1.7,-Infinity"}', "non_finite", "row 1, value 4"),
     ('{"data": "5.1,1e999,1.7,0.5"}', "non_finite", "row 1, value 2"),
+    # digits of other scripts: float() reads them, the container's CSV does not hold them
+    ('{"data": "5.1,\\uff13.3,1.7,0.5"}', "not_a_number", "row 1, value 2 is '\uff13.3', not a number (only the ASCII"),
+    ('{"data": "5.1,3.3,\\u0661.7,0.5"}', "not_a_number", "row 1, value 3"),
+    ('{"data": "5.1,3\\u0663,1.7,0.5"}', "not_a_number", "ASCII digits 0-9"),
+    ('{"data": "5.1,\\u00a03.3,1.7,0.5"}', "not_a_number", "row 1, value 2"),
+    ('{"instances": [[5.1, "\\uff13", 1.7, 0.5]]}', "not_a_number", "row 1, value 2"),
+    # XGBoost computes in float32: beyond its range a value becomes infinite in the container
+    (
+        '{"data": "5.1,1e39,1.7,0.5"}',
+        "out_of_range",
+        "row 1, value 2 is 1e39, beyond the model's float32 range: the limit is 3.4028235e38",
+    ),
+    ('{"data": "5.1,3.3,1.7,-1e39"}', "out_of_range", "row 1, value 4 is -1e39"),
+    ('{"data": "5.1,3.3,1.7,0.5\\n5.1,3.3,1.7,3.5E+38"}', "out_of_range", "row 2, value 4 is 3.5E+38"),
+    ('{"instances": [[5.1, 1e39, 1.7, 0.5]]}', "out_of_range", "row 1, value 2 is 1e+39"),
+    ('{"instances": [[5.1, -' + "9" * 39 + ', 1.7, 0.5]]}', "out_of_range", "is -1e+39, beyond"),
+    (
+        '{"features": {"sepal length": 5.1, "sepal width": 3.3, "petal length": 1.7, "petal width": 4e38}}',
+        "out_of_range",
+        "row 1, feature petal width is 4e+38",
+    ),
     ('{"instances": [[5.1, NaN, 1.7, 0.5]]}', "non_finite", "row 1, value 2"),
     ('{"instances": [[5.1, 3.3, 1.7, 0.5], [5.1, Infinity, 1.7, 0.5]]}', "non_finite", "row 2, value 2"),
     ('{"instances": [[5.1, 1e400, 1.7, 0.5]]}', "non_finite", "row 1, value 2"),
@@ -426,6 +455,43 @@ def test_direct_invocation_errors_are_a_dict_with_a_status(handler, monkeypatch,
     assert result["statusCode"] == 400
     assert result["error"] in (code, "missing_data")  # an empty body is an empty event here
     assert result["message"] and result["requestId"] == "req-direct"
+    assert client.calls == []
+
+
+def test_the_float32_limit_is_where_float32_turns_a_value_infinite(handler, monkeypatch):
+    client = use_client(handler, monkeypatch, CannedClient(IRIS_SCORES))
+    largest = math.nextafter(handler.FLOAT32_OVERFLOW, 0.0)
+    with np.errstate(over="ignore"):
+        assert np.isfinite(np.float32(largest)) and np.isinf(np.float32(handler.FLOAT32_OVERFLOW))
+    for kept in (largest, -largest, "3.4028235e38", "-3.4028235E+38"):
+        assert handler.lambda_handler({"instances": [[5.1, 3.3, 1.7, kept]]}, None) == IRIS_ANSWER
+    assert [call["Body"].rsplit(b",", 1)[1] for call in client.calls] == [
+        repr(largest).encode(), repr(-largest).encode(), b"3.4028235e+38", b"-3.4028235e+38"
+    ]
+    for refused in (handler.FLOAT32_OVERFLOW, -handler.FLOAT32_OVERFLOW, "3.40282357e38"):
+        result = handler.lambda_handler({"instances": [[5.1, 3.3, 1.7, refused]]}, None)
+        assert result["statusCode"] == 400 and result["error"] == "out_of_range", result
+    assert len(client.calls) == 4
+
+
+@pytest.mark.parametrize("digits", [40_000, 1_000_000])
+@pytest.mark.parametrize("shape", ["data", "instances", "csv body"])
+def test_a_long_run_of_digits_that_is_no_number_is_refused_at_once(handler, monkeypatch, digits, shape):
+    # Each cell is read in one pass; a backtracking pattern spent the function's whole timeout here.
+    client = use_client(handler, monkeypatch, CannedClient(IRIS_SCORES))
+    cell = "1" * digits + "x"
+    if shape == "data":
+        event = proxy_event(json.dumps({"data": cell + ",1,1,1"}))
+    elif shape == "instances":
+        event = proxy_event(json.dumps({"instances": [[cell, "1", "1", "1"]]}))
+    else:
+        event = proxy_event(cell + ",1,1,1\n", content_type="text/csv")
+    assert len(event["body"]) < handler.DEFAULT_MAX_BODY_BYTES
+    started = time.perf_counter()
+    response = handler.lambda_handler(event, FakeContext())
+    elapsed = time.perf_counter() - started
+    check_error(response, 400, "not_a_number", "row 1, value 1 is '1111")
+    assert elapsed < 1.0, f"{elapsed:.2f} s for a {len(event['body'])} byte body"
     assert client.calls == []
 
 
@@ -522,12 +588,22 @@ def error_event():
             'Received client error (415) from primary with message "Loading csv data failed with Exception".',
             424,
             {"OriginalStatusCode": 415, "OriginalMessage": "Loading csv data failed with Exception, please ensure data is in csv format"},
-            502,
-            "model_error",
-            "Loading csv data failed with Exception, please ensure",
+            400,
+            "model_rejected_input",
+            "the model refused these rows",
             False,
         ),
-        ("ModelError", "Received server error (500) from primary", 424, None, 502, "model_error", "server error (500)", False),
+        (
+            "ModelError",
+            'Received server error (500) from primary with message "Unable to load model: bad magic".',
+            424,
+            {"OriginalStatusCode": 500, "OriginalMessage": "Unable to load model: bad magic"},
+            502,
+            "model_error",
+            "the model could not answer this request",
+            False,
+        ),
+        ("ModelError", "Received server error (500) from primary", 424, None, 502, "model_error", "could not answer", False),
         ("ThrottlingException", "Rate exceeded", 400, None, 429, "throttled", "retry", True),
         ("SomethingNew", "Too Many Requests", 429, None, 429, "throttled", "retry", True),
         ("ModelNotReadyException", "Model is not ready", 429, None, 503, "model_unavailable", "not ready", True),
@@ -550,8 +626,76 @@ def test_endpoint_errors_map_to_statuses(handler, stub, code, message, http_stat
     assert ("Retry-After" in response["headers"]) is retry_after
     if retry_after:
         assert int(response["headers"]["Retry-After"]) > 0
-    if status == 500:
+    if status == 500 or code == "ModelError":
         assert code not in response["body"] and message not in response["body"]
+        for leak in ("primary", "Loading csv", "Unable to load model"):
+            assert leak not in response["body"]
+
+
+CONTAINER_TRACE = (
+    "Unable to evaluate payload provided: Traceback (most recent call last): File "
+    '"/miniconda3/lib/python3.10/site-packages/sagemaker_xgboost_container/algorithm_mode/serve.py", '
+    "line 226, in invocations: xgboost.core.XGBoostError: [09:14:03] /workspace/src/learner.cc:1471: "
+    "Check failed: learner_model_param_.num_feature >= p_fmat->Info().num_col_ (4 vs. 5)"
+)
+LOG_STREAM = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/l2c-iris"
+
+
+@pytest.mark.parametrize(
+    "original_status, status, code, message",
+    [
+        (400, 400, "model_rejected_input", "the model refused these rows; check that each row holds the model's columns in order"),
+        (415, 400, "model_rejected_input", "the model refused these rows; check that each row holds the model's columns in order"),
+        (500, 502, "model_error", "the model could not answer this request"),
+        (503, 502, "model_error", "the model could not answer this request"),
+    ],
+)
+def test_the_containers_own_words_go_to_the_log_and_not_to_the_caller(
+    handler, stub, capsys, original_status, status, code, message
+):
+    stub.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        service_message=f'Received client error ({original_status}) from primary with message "{CONTAINER_TRACE}". '
+        f"See https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:group="
+        f"/aws/sagemaker/Endpoints/l2c-iris in account 123456789012 for more information.",
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": original_status, "OriginalMessage": CONTAINER_TRACE, "LogStreamArn": LOG_STREAM},
+    )
+    response = handler.lambda_handler(error_event(), FakeContext(request_id="req-model"))
+    payload = check_error(response, status, code)
+    assert payload == {"error": code, "message": message, "requestId": "req-model"}
+    for leak in ("Traceback", "site-packages", "xgboost", "learner", "primary", "123456789012", "log-group", "4 vs. 5"):
+        assert leak not in response["body"]
+    log = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert log["requestId"] == "req-model" and log["status"] == status and log["error"] == code
+    assert log["detail"] == {
+        "code": "ModelError",
+        "originalStatusCode": original_status,
+        "originalMessage": CONTAINER_TRACE,
+        "logStreamArn": LOG_STREAM,
+    }
+
+
+def test_a_direct_invocation_gets_the_same_generic_model_error(handler, monkeypatch):
+    error = ClientError(
+        {
+            "Error": {"Code": "ModelError", "Message": f'Received server error (500) from primary with message "{CONTAINER_TRACE}"'},
+            "OriginalStatusCode": 500,
+            "OriginalMessage": CONTAINER_TRACE,
+            "LogStreamArn": LOG_STREAM,
+            "ResponseMetadata": {"HTTPStatusCode": 424},
+        },
+        "InvokeEndpoint",
+    )
+    use_client(handler, monkeypatch, CannedClient(error=error))
+    result = handler.lambda_handler(load_event("console-iris.json"), FakeContext(request_id="req-direct"))
+    assert result == {
+        "statusCode": 502,
+        "error": "model_error",
+        "message": "the model could not answer this request",
+        "requestId": "req-direct",
+    }
 
 
 @pytest.mark.parametrize(
