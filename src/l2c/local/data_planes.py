@@ -5,7 +5,8 @@ front ends; through ``AWS_ENDPOINT_URL`` alone every one of them reaches the edg
 them here instead of to moto (whose stubs answer any endpoint name with canned data):
 
 - SageMaker Runtime: ``/endpoints/{name}/invocations`` (and the async and response-stream
-  forms), forwarded to the inference runtime's process;
+  forms), forwarded to the inference runtime's process; how that process fares (its crashes
+  and restarts) is at ``GET /_l2c/runtime``;
 - execute-api: ``/restapis/{api}/{stage}/_user_request_/{path}``, or any path with a
   ``{api}.execute-api.*`` Host header, served by the local gateway;
 - Lambda Invoke: ``POST /2015-03-31/functions/{name}/invocations`` signed for ``lambda``, run
@@ -59,8 +60,10 @@ def add_test_invoke(edge: Edge, gateway) -> None:
     edge.route("apigateway-test-invoke", is_test_invoke_call, TestInvokeAdapter(gateway))
 
 
-def add_runtime(edge: Edge, runtime_url: str) -> None:
+def add_runtime(edge: Edge, runtime_url: str, record=None) -> None:
     edge.route("sagemaker-runtime", is_runtime_call, RuntimeForwarder(runtime_url))
+    if record is not None:  # a RuntimeRecord (l2c.local.runtime_supervisor)
+        edge.admin("GET", "runtime", lambda request: json_reply(200, record.as_dict()))
 
 
 def add_execute_api(edge: Edge, gateway) -> None:

@@ -8,7 +8,8 @@ change count moves, the count being read from the page the cloud's process share
 The cloud's process owns this one: the child exits when its stdin reaches end of file, which
 happens however the parent ends (even SIGKILL), so no runtime outlives its cloud. Its log
 records come back as JSON lines on stdout and are handled by the parent's loggers (the console
-of `l2c up`, pytest's capture); its stderr is the parent's.
+of `l2c up`, pytest's capture); its stderr is the parent's. One ``RuntimeProcess`` is one life of
+the child; :mod:`l2c.local.runtime_supervisor` starts another when one ends unasked.
 """
 
 from __future__ import annotations
@@ -38,8 +39,18 @@ class RuntimeProcess:
         self.host, self.port, self.region = host, port, region
         self._changes, self._env = changes, env
         self._ready = threading.Event()
+        self._stopping = threading.Lock()  # the supervisor and the cloud may both stop a dead one
         self.process: subprocess.Popen | None = None
+        self.pid: int | None = None
         self._reader: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        """It has listened (it may have exited since)."""
+        return self._ready.is_set()
+
+    def wait_listening(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
 
     def start(self) -> "RuntimeProcess":
         fd = self._changes.fileno()
@@ -51,14 +62,16 @@ class RuntimeProcess:
             env={**os.environ, **self._env},
             pass_fds=(fd,),
         )
+        self.pid = self.process.pid
         self._reader = threading.Thread(target=self._read_stdout, name="l2c-runtime-stdout", daemon=True)
         self._reader.start()
         return self
 
     def wait_ready(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> "RuntimeProcess":
         deadline = time.monotonic() + timeout
+        process = self.process
         while not self._ready.wait(0.05):
-            code = self.process.poll()
+            code = process.poll()
             if code is not None or time.monotonic() > deadline:
                 self.stop()
                 from l2c.local.control_plane import ensure_port_free
@@ -71,20 +84,24 @@ class RuntimeProcess:
         return self
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()  # uvicorn finishes the requests in flight, then exits
+        with self._stopping:
+            process, self.process = self.process, None
+            if process is None:
+                return
+            if process.poll() is None:
+                process.terminate()  # uvicorn finishes the requests in flight, then exits
+                try:
+                    process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
             try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process.stdin.close()
-        if self._reader is not None:
-            self._reader.join(timeout)
-        self.process.stdout.close()
-        self.process = None
+                process.stdin.close()
+            except OSError:  # it died with bytes unread in the pipe: nothing left to tell it
+                pass
+            if self._reader is not None:
+                self._reader.join(timeout)
+            process.stdout.close()
 
     def _read_stdout(self) -> None:
         for raw in self.process.stdout:
