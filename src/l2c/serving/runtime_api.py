@@ -16,8 +16,11 @@ temporary credentials (a Lambda function's role) are held to the role's policies
 An endpoint name is resolved through the SageMaker control plane boto3 is pointed at (moto in
 the embedded cloud): endpoint -> endpoint config -> production variants -> model ->
 ``PrimaryContainer.ModelDataUrl`` -> S3 object. Each variant's artifact is fetched, checked
-(:mod:`l2c.artifact` refuses pickles) and loaded once, and cached under (endpoint config,
-variant, model data URL, ETag): a new config or new model data loads anew. The resolution
+in a child process (:mod:`l2c.serving.sandbox`: a booster that crashes XGBoost must not crash
+the runtime; :mod:`l2c.artifact` refuses pickles) and loaded once, and cached under (endpoint
+config, variant, model data URL, ETag, environment): a new config or new model data loads
+anew. A refused artifact is remembered under the same key, so it is checked once, not once
+per request. The resolution
 itself is re-read at most every ``refresh_seconds`` (1 s by default), so a re-deployed
 endpoint answers with its new model within that time.
 
@@ -40,8 +43,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
-from l2c.artifact import ArtifactError, MAX_BOOSTER_BYTES, load_artifact_bytes
-from l2c.serving import asgi
+from l2c.artifact import MAX_BOOSTER_BYTES
+from l2c.serving import asgi, sandbox
 from l2c.serving.engine import ContainerSettings, Engine
 
 log = logging.getLogger("l2c.serving")
@@ -50,6 +53,9 @@ log = logging.getLogger("l2c.serving")
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 DEFAULT_REFRESH_SECONDS = 1.0
 MAX_CACHED_MODELS = 16
+# Refusals are remembered per artifact version, so a bad artifact costs its check once, not
+# once per request; transient failures (S3, the check not starting) are not remembered.
+MAX_CACHED_FAILURES = 64
 _ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 # InvokeEndpoint, InvokeEndpointAsync and InvokeEndpointWithResponseStream, as botocore's
 # sagemaker-runtime model names their paths.
@@ -198,6 +204,8 @@ class RuntimeApp:
     container_log: object = None
     _routes: dict = field(default_factory=dict)
     _engines: OrderedDict = field(default_factory=OrderedDict)
+    _failures: OrderedDict = field(default_factory=OrderedDict)  # key -> "Unable to load model: ..."
+    _loading: dict = field(default_factory=dict)  # key -> the lock of the load under way
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -327,27 +335,45 @@ class RuntimeApp:
         engine = self._engines.get(key)
         if engine is not None:
             return engine
+        failure = self._failures.get(key)
+        if failure is not None:
+            raise self._model_error(route.endpoint_name, 500, failure, variant.name)
         return await asyncio.get_running_loop().run_in_executor(None, self._load, key, route, variant)
 
     def _load(self, key, route: Route, variant: Variant) -> Engine:
+        # One load per key at a time; loads of other artifacts (a slow check) do not wait for it.
         with self._lock:
-            engine = self._engines.get(key)
-            if engine is not None:
-                return engine
-            try:
-                settings = ContainerSettings.from_env(dict(variant.environment))
-                model = load_artifact_bytes(self.control_plane.fetch(variant.model_data_url))
-            except (ArtifactError, ModelLoadError, ValueError) as err:
-                raise self._model_error(route.endpoint_name, 500, f"Unable to load model: {err}", variant.name) from None
-            except Exception as err:  # S3 errors and the like: still the container failing to start
-                raise self._model_error(
-                    route.endpoint_name, 500, f"Unable to load model: {type(err).__name__}: {err}", variant.name
-                ) from None
-            engine = Engine(model, settings)
-            self._engines[key] = engine
-            while len(self._engines) > MAX_CACHED_MODELS:
-                self._engines.popitem(last=False)
-            return engine
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            engine, failure = self._engines.get(key), self._failures.get(key)
+            if engine is None and failure is None:
+                try:
+                    engine = self._start_engine(key, variant)
+                except (ModelLoadError, ValueError) as err:  # the artifact's fault (ArtifactError too): remembered
+                    failure = f"Unable to load model: {err}"
+                    self._remember(self._failures, key, failure, MAX_CACHED_FAILURES)
+                except Exception as err:  # S3 errors, the check not starting: tried again next time
+                    failure = f"Unable to load model: {type(err).__name__}: {err}"
+                finally:
+                    with self._lock:
+                        self._loading.pop(key, None)
+        if engine is None:
+            raise self._model_error(route.endpoint_name, 500, failure, variant.name) from None
+        return engine
+
+    def _start_engine(self, key, variant: Variant) -> Engine:
+        settings = ContainerSettings.from_env(dict(variant.environment))
+        # Checked in a child process first: a booster that crashes XGBoost must not crash the runtime.
+        model = sandbox.load_checked(self.control_plane.fetch(variant.model_data_url))
+        engine = Engine(model, settings)
+        self._remember(self._engines, key, engine, MAX_CACHED_MODELS)
+        return engine
+
+    def _remember(self, cache: OrderedDict, key, value, limit: int) -> None:
+        with self._lock:
+            cache[key] = value
+            while len(cache) > limit:
+                cache.popitem(last=False)
 
     def _model_error(self, endpoint_name: str, status: int, original: str, variant: str = "AllTraffic") -> RuntimeApiError:
         if self.container_log is not None:
@@ -489,4 +515,5 @@ def runtime_app(refresh_seconds: float | None = None, control_plane=None) -> Run
     """The Runtime-API face; boto3 (``AWS_ENDPOINT_URL``, region, credentials) unless a control plane is given."""
     if refresh_seconds is None:
         refresh_seconds = float(os.environ.get("L2C_RUNTIME_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS))
+    sandbox.warm_up_in_background()  # the model check's fork server imports XGBoost: seconds, once
     return RuntimeApp(control_plane=control_plane or BotoControlPlane(), refresh_seconds=refresh_seconds)

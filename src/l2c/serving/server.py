@@ -23,14 +23,17 @@ from typing import Callable
 import uvicorn
 
 from l2c.artifact import ArtifactError, LoadedModel, load_artifact
-from l2c.serving.container import container_app
+from l2c.serving.container import ContainerApp, container_app
 from l2c.serving.engine import ContainerSettings
+from l2c.serving.http_limits import CONTAINER_LIMITS, RUNTIME_LIMITS, HttpLimits, protocol_for
 
 MODEL_ENV = "L2C_SERVE_MODEL"
+MODEL_SHA256_ENV = "L2C_SERVE_MODEL_SHA256"  # what the serving process checked, for its workers
 REFRESH_ENV = "L2C_RUNTIME_REFRESH_SECONDS"
 STARTUP_TIMEOUT_SECONDS = 20.0
-# The container's gunicorn keeps idle connections 60 s; clients such as boto3 reuse them.
-KEEP_ALIVE_SECONDS = 60
+# Idle keep-alive connections are closed after limits.keep_alive_seconds: 3 s on the container
+# face (the container's nginx, `keepalive_timeout 3`), 60 s on the Runtime-API face (see
+# l2c.serving.http_limits).
 
 
 @dataclass
@@ -57,28 +60,36 @@ class RunningServer:
         self.stop()
 
 
-def _fast_options() -> dict:
-    # httptools and uvloop are in requirements.txt; without them uvicorn falls back to h11/asyncio.
-    options = {"http": "h11", "loop": "asyncio"}
-    if importlib.util.find_spec("httptools"):
-        options["http"] = "httptools"
+def _http_options(limits: HttpLimits) -> dict:
+    # httptools (uvicorn's C parser, which the limits build on) and uvloop are in
+    # requirements.txt; without uvloop the loop falls back to asyncio's. No upgrades (websockets)
+    # are served: an upgraded connection would leave the limits behind.
+    options = {"http": protocol_for(limits), "ws": "none", "timeout_keep_alive": limits.keep_alive_seconds,
+               "loop": "asyncio"}
     if importlib.util.find_spec("uvloop"):
         options["loop"] = "uvloop"
     return options
 
 
-def _config(app, host: str, port: int, **extra) -> uvicorn.Config:
-    options = {"timeout_keep_alive": KEEP_ALIVE_SECONDS, **_fast_options(), **extra}
+def limits_for(app) -> HttpLimits:
+    """The container face's limits (its nginx) or the Runtime-API face's (AWS's front end)."""
+    return CONTAINER_LIMITS if isinstance(app, ContainerApp) else RUNTIME_LIMITS
+
+
+def _config(app, host: str, port: int, limits: HttpLimits | None = None, **extra) -> uvicorn.Config:
+    options = {**_http_options(limits or limits_for(app)), **extra}
     return uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", server_header=False, **options
     )
 
 
-def start_in_thread(app, host: str = "127.0.0.1", port: int = 0, **options) -> RunningServer:
+def start_in_thread(app, host: str = "127.0.0.1", port: int = 0, limits: HttpLimits | None = None,
+                    **options) -> RunningServer:
     """Serve an ASGI app from a daemon thread; ``port=0`` picks a free port.
 
-    ``options`` override the uvicorn settings above (keep-alive, protocol class, ...)."""
-    server = uvicorn.Server(_config(app, host, port, **options))
+    ``limits`` default to the face's own (:func:`limits_for`); ``options`` override the uvicorn
+    settings above (keep-alive, protocol class, ...)."""
+    server = uvicorn.Server(_config(app, host, port, limits, **options))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{host}:{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
@@ -99,15 +110,29 @@ def start_container_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     settings: ContainerSettings | None = None,
+    limits: HttpLimits = CONTAINER_LIMITS,
 ) -> RunningServer:
     """The container face for a model (a LoadedModel, model folder or tarball) in a thread."""
     loaded = model if isinstance(model, LoadedModel) else load_artifact(model)
-    return start_in_thread(container_app(loaded, settings), host, port)
+    return start_in_thread(container_app(loaded, settings), host, port, limits)
 
 
 def container_app_from_env():
-    """uvicorn factory for worker processes: the model path comes from ``L2C_SERVE_MODEL``."""
-    app = container_app(load_artifact(os.environ[MODEL_ENV]))
+    """uvicorn factory for worker processes: the model path comes from ``L2C_SERVE_MODEL``.
+
+    The serving process checked the file before starting the workers; a worker loads it only
+    if it still has the checked content (``L2C_SERVE_MODEL_SHA256``), else it stops with one line.
+    """
+    from l2c.artifact import load_artifact_data, read_artifact_file, sha256_bytes
+
+    try:
+        data, is_tarball = read_artifact_file(os.environ[MODEL_ENV])
+        if sha256_bytes(data) != os.environ.get(MODEL_SHA256_ENV):
+            raise ArtifactError(f"{os.environ[MODEL_ENV]} changed after it was checked; start l2c serve again")
+        app = container_app(load_artifact_data(data, is_tarball))
+    except (ArtifactError, OSError) as err:
+        announce(f"error: {err}")
+        raise SystemExit(1) from None
     settle_garbage_collector()
     return app
 
@@ -133,11 +158,16 @@ def serve_container(
 ) -> None:
     """Serve the container face in the foreground until interrupted.
 
-    ``workers`` defaults to one per CPU, as the container's gunicorn does. The model is loaded
-    (and checked) here first, so that a bad artifact fails before any worker starts; then
-    ``on_ready`` gets a one-line description of what is served where.
+    ``workers`` defaults to one per CPU, as the container's gunicorn does. The model is checked
+    in a child process (:mod:`l2c.serving.sandbox`: a booster that crashes XGBoost crashes the
+    child, not this process) and then loaded here, so that a bad artifact fails before any
+    worker starts; then ``on_ready`` gets a one-line description of what is served where.
     """
-    loaded = load_artifact(model_path)
+    from l2c.artifact import read_artifact_file, sha256_bytes
+    from l2c.serving.sandbox import load_checked
+
+    data, is_tarball = read_artifact_file(model_path)
+    loaded = load_checked(data, is_tarball)
     settings = ContainerSettings.from_env()
     workers = workers or os.cpu_count() or 1
     log_to_stderr()
@@ -152,6 +182,8 @@ def serve_container(
         uvicorn.run(app, **_run_options(host, port))
         return
     os.environ[MODEL_ENV] = str(Path(model_path).resolve())
+    os.environ[MODEL_SHA256_ENV] = sha256_bytes(data)
+    del data
     uvicorn.run("l2c.serving.server:container_app_from_env", factory=True, workers=workers, **_run_options(host, port))
 
 
@@ -159,7 +191,7 @@ def serve_command(model: str, host: str = "127.0.0.1", port: int = 8080, workers
     """``l2c serve MODEL``: returns the exit code; prints one line, never a stack trace, on errors."""
     try:
         serve_container(model, host=host, port=port, workers=workers, on_ready=announce)
-    except (ArtifactError, OSError, ValueError) as err:
+    except (ArtifactError, OSError, ValueError) as err:  # the model check not starting is an OSError
         announce(f"error: {err}")
         return 1
     return 0
@@ -169,10 +201,10 @@ def announce(line: str) -> None:
     print(line, flush=True)
 
 
-def _run_options(host: str, port: int) -> dict:
+def _run_options(host: str, port: int, limits: HttpLimits = CONTAINER_LIMITS) -> dict:
     return {
         "host": host, "port": port, "log_level": "warning", "access_log": False, "lifespan": "off",
-        "timeout_keep_alive": KEEP_ALIVE_SECONDS, "server_header": False, **_fast_options(),
+        "server_header": False, **_http_options(limits),
     }
 
 
@@ -184,6 +216,7 @@ def start_runtime_in_thread(
     port: int = 0,
     refresh_seconds: float | None = None,
     control_plane=None,
+    limits: HttpLimits = RUNTIME_LIMITS,
 ) -> RunningServer:
     """The Runtime-API face in a thread, resolving endpoints through boto3.
 
@@ -192,7 +225,7 @@ def start_runtime_in_thread(
     """
     from l2c.serving.runtime_api import runtime_app
 
-    return start_in_thread(runtime_app(refresh_seconds=refresh_seconds, control_plane=control_plane), host, port)
+    return start_in_thread(runtime_app(refresh_seconds=refresh_seconds, control_plane=control_plane), host, port, limits)
 
 
 def runtime_app_from_env():
@@ -209,10 +242,11 @@ def serve_runtime(host: str = "127.0.0.1", port: int = 8081, workers: int = 1, r
     if refresh_seconds is not None:
         os.environ[REFRESH_ENV] = str(refresh_seconds)
     log_to_stderr()
+    options = _run_options(host, port, RUNTIME_LIMITS)
     if workers == 1:
-        uvicorn.run(runtime_app_from_env(), **_run_options(host, port))
+        uvicorn.run(runtime_app_from_env(), **options)
         return
-    uvicorn.run("l2c.serving.server:runtime_app_from_env", factory=True, workers=workers, **_run_options(host, port))
+    uvicorn.run("l2c.serving.server:runtime_app_from_env", factory=True, workers=workers, **options)
 
 
 def log_to_stderr() -> None:
