@@ -27,7 +27,7 @@ import xgboost as xgb
 from xgboost.core import _LIB, _check_call, c_bst_ulong, make_jcargs
 
 from l2c.artifact import LoadedModel
-from l2c.serving import formats
+from l2c.serving import formats, pieces
 from l2c.serving.asgi import INLINE_BODY_BYTES
 from l2c.serving.formats import ContainerError
 
@@ -147,12 +147,14 @@ class Engine:
             )
         return _widen(rows, self.num_features)
 
-    def predict(self, rows) -> np.ndarray:
-        """Predictions for float32 rows (dense or CSR) of the model's width."""
+    def predict(self, rows, one_core: bool = False) -> np.ndarray:
+        """Predictions for float32 rows (dense or CSR) of the model's width.
+
+        ``one_core``: one thread whatever the size, for callers that run one prediction per core."""
         try:
             if not isinstance(rows, np.ndarray):
                 return self.one_thread.booster.inplace_predict(rows, validate_features=False)
-            predictor = self.all_threads if rows.shape[0] >= MANY_ROWS else self.one_thread
+            predictor = self.all_threads if rows.shape[0] >= MANY_ROWS and not one_core else self.one_thread
             return predictor.predict(rows)
         except Exception as err:
             raise ContainerError(400, f"Unable to evaluate payload provided: {formats.clean_error(err)}") from None
@@ -166,7 +168,7 @@ class Engine:
 
     async def ainvoke(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
         if len(body) > INLINE_BODY_BYTES:
-            return await asyncio.get_running_loop().run_in_executor(None, self.invoke, body, content_type, accept)
+            return await asyncio.get_running_loop().run_in_executor(None, pieces.invoke, self, body, content_type, accept)
         prepared = self.prepare(body, content_type, accept)
         if isinstance(prepared, Reply):
             return prepared

@@ -264,8 +264,9 @@ def _csv_fast(stripped: bytes, text: str, delimiter: str) -> np.ndarray | None:
     if n_rows != text.count("\n") + 1 or text.count(delimiter) != n_rows * (n_cols - 1):
         return None
     # pandas reads a field that is only the '\r' of a CRLF line end as empty (NaN); the
-    # container cannot make a number of "\r" and refuses the body.
-    if "\n\r" in text or delimiter + "\r" in text:
+    # container cannot make a number of "\r" and refuses the body. (A lone "\r" is looked for
+    # first: one-character searches are several times faster than two-character ones.)
+    if "\r" in text and ("\n\r" in text or delimiter + "\r" in text):
         return None
     return rows
 
