@@ -194,7 +194,7 @@ def _connect(aws: bool, region: Optional[str], profile: Optional[str]):
 
 
 def _deploy_options(instance_type, instance_count, serverless, memory_mb, max_concurrency, autoscale, public,
-                    role_arn, lambda_role_arn, rate_limit, burst_limit, quota):
+                    role_arn, lambda_role_arn, rate_limit, burst_limit, quota, bucket=None):
     from l2c.cloud.apigateway import Limits
     from l2c.cloud.sagemaker import Hosting
     from l2c.cloud.stack import DeployOptions
@@ -208,13 +208,18 @@ def _deploy_options(instance_type, instance_count, serverless, memory_mb, max_co
             fail(f"--autoscale takes MIN:MAX, e.g. 1:4 (got {autoscale!r})")
         scale = (int(low), int(high))
     return DeployOptions(hosting=hosting, public=public, role_arn=role_arn, lambda_role_arn=lambda_role_arn,
-                         autoscale=scale, limits=Limits(rate_limit=rate_limit, burst_limit=burst_limit, quota_limit=quota))
+                         autoscale=scale, limits=Limits(rate_limit=rate_limit, burst_limit=burst_limit, quota_limit=quota),
+                         bucket=bucket)
 
 
 AWS_OPTION = typer.Option(False, "--aws", help="Real AWS (default: the local cloud started by `l2c up`).")
 YES_OPTION = typer.Option(False, "--yes", "-y", help="With --aws: do not ask for confirmation.")
 REGION_OPTION = typer.Option(None, help="AWS region (default: your AWS configuration).")
 PROFILE_OPTION = typer.Option(None, help="AWS profile (default: your AWS configuration).")
+BUCKET_OPTION = typer.Option(
+    None, "--bucket", metavar="NAME",
+    help="Artifact bucket of this account to use (default: l2c's own, l2c-<account>-<region>-an).",
+)
 
 
 @app.command()
@@ -237,6 +242,10 @@ def deploy(
     rate_limit: float = typer.Option(20.0, help="Usage plan: steady requests per second."),
     burst_limit: int = typer.Option(40, help="Usage plan: burst of requests."),
     quota: int = typer.Option(10_000, help="Usage plan: requests per day."),
+    bucket: Optional[str] = BUCKET_OPTION,
+    show_key: bool = typer.Option(
+        False, "--show-key", help="Print the API key itself (default: masked, abcd…wxyz; the full key is in .l2c/)."
+    ),
 ) -> None:
     """Deploy a model as an HTTPS prediction API: S3, IAM, SageMaker endpoint, Lambda, API Gateway."""
     from l2c.cloud import stack
@@ -244,8 +253,9 @@ def deploy(
     from l2c.cloud.progress import ConsoleReporter
 
     options = _deploy_options(instance_type, instance_count, serverless, memory_mb, max_concurrency, autoscale,
-                              public, role_arn, lambda_role_arn, rate_limit, burst_limit, quota)
+                              public, role_arn, lambda_role_arn, rate_limit, burst_limit, quota, bucket)
     try:
+        stack.check_options(options)  # a wrong option is one line before any AWS call
         session = _connect(aws, region, profile)
         if aws:
             console.print(f"[bold]l2c deploy {name}[/] will create, in AWS account {session.account} ({session.region}):")
@@ -260,7 +270,7 @@ def deploy(
         fail_interrupted(name, False, aws, region, profile)
     except _cloud_errors() as err:
         fail_cloud(err, profile)
-    print_deployment(deployment, console)
+    print_deployment(deployment, console, show_key=show_key)
 
 
 @app.command()
@@ -271,6 +281,7 @@ def destroy(
     yes: bool = YES_OPTION,
     region: Optional[str] = REGION_OPTION,
     profile: Optional[str] = PROFILE_OPTION,
+    bucket: Optional[str] = BUCKET_OPTION,
 ) -> None:
     """Delete a stack (or --all) in reverse order, then verify by listing every service that nothing is left."""
     from l2c.cloud import stack
@@ -283,7 +294,7 @@ def destroy(
         what = "every l2c stack" if all_stacks else f"stack {name}"
         if aws and not yes and not typer.confirm(f"Delete {what} in {session.region}?", default=False):
             fail("nothing was deleted")
-        report = stack.destroy(name, everything=all_stacks, session=session, reporter=ConsoleReporter(console))
+        report = stack.destroy(name, everything=all_stacks, session=session, reporter=ConsoleReporter(console), bucket=bucket)
     except KeyboardInterrupt:
         fail_interrupted(name, True, aws, region, profile)
     except _cloud_errors() as err:

@@ -71,7 +71,8 @@ def test_every_resource_of_a_stack_carries_its_tag(deployed, cloud_session):
 def test_the_bucket_is_hardened(deployed, cloud_session):
     s3 = cloud_session.client("s3")
     bucket = deployed["iris"].model_data_url.removeprefix("s3://").split("/", 1)[0]
-    assert bucket == f"l2c-{cloud_session.account}-{cloud_session.region}"
+    # In the account regional namespace: no other account can ever create this name.
+    assert bucket == f"l2c-{cloud_session.account}-{cloud_session.region}-an"
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     assert block == {key: True for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]

@@ -251,11 +251,12 @@ def test_a_given_role_that_cannot_read_the_artifact_is_refused_before_anything_i
             deploy(cloud_session, trained_models["iris"], role_arn=arn)
         message = str(refusal.value)
         assert f"role {arn} may not s3:GetObject" in message and "nothing was created" in message
-        assert f"s3:GetObject on arn:aws:s3:::l2c-{cloud_session.account}-{cloud_session.region}/{NAME}/*" in message
+        # l2c's bucket is in the account regional namespace (docs/deploy.md).
+        assert f"s3:GetObject on arn:aws:s3:::l2c-{cloud_session.account}-{cloud_session.region}-an/{NAME}/*" in message
         assert left_of(cloud_session) == []
 
         # Granted exactly what the message asks for, the same role deploys and serves.
-        bucket = f"l2c-{cloud_session.account}-{cloud_session.region}"
+        bucket = f"l2c-{cloud_session.account}-{cloud_session.region}-an"
         grant = {"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/{NAME}/*"}]}
         iam.put_role_policy(RoleName="NotebookRole-life", PolicyName="l2c-artifacts", PolicyDocument=json.dumps(grant))

@@ -224,11 +224,16 @@ def test_a_corrupted_then_deleted_artifact_is_a_clear_model_error_and_nothing_cr
         assert error["OriginalStatusCode"] == 500 and error["OriginalMessage"].startswith("Unable to load model: ")
         answer = post(deployed)
         assert answer.status_code == 502
-        assert answer.json()["error"] == "model_error" and "Unable to load model" in answer.json()["message"]
+        # the caller gets a generic message and the request id; the container's words stay in the log
+        assert answer.json()["error"] == "model_error" and answer.json()["requestId"]
+        assert answer.json()["message"] == "the model could not answer this request"
+        assert "Unable to load model" not in answer.text
         assert httpx.get(f"{cloud.runtime_url}/ping", timeout=10).status_code == 200
     s3.put_object(Bucket=bucket, Key=key, Body=original)
     assert post(deployed).json()["prediction"] == "setosa"
-    assert '"error": "model_error"' in function_log(session, deployed.function)
+    log = function_log(session, deployed.function)
+    assert '"error": "model_error"' in log and '"originalMessage": "Unable to load model: ' in log
+    assert '"originalStatusCode": 500' in log
 
 
 # --------------------------------------------------------------------------- slow clients

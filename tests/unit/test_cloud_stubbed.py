@@ -182,7 +182,7 @@ def test_the_first_update_waits_until_the_function_is_active_and_its_last_update
 def test_objects_s3_refused_to_delete_are_reported_not_ignored(session):
     client = session.client("s3")
     with Stubber(client) as stub:
-        stub.add_response("get_bucket_versioning", {}, {"Bucket": "l2c-bucket"})
+        stub.add_response("get_bucket_versioning", {}, {"Bucket": "l2c-bucket", "ExpectedBucketOwner": ACCOUNT})
         stub.add_response("delete_objects", {"Errors": [
             {"Key": "iris/abc/model.tar.gz", "Code": "AccessDenied", "Message": "Access Denied"},
         ]}, {"Bucket": "l2c-bucket", "Delete": {"Objects": [{"Key": "iris/abc/model.tar.gz"}], "Quiet": True},
@@ -195,12 +195,12 @@ def test_a_versioned_bucket_loses_every_version_and_delete_marker_of_the_keys(se
     client = session.client("s3")
     key = "iris/abc/model.tar.gz"
     with Stubber(client) as stub:
-        stub.add_response("get_bucket_versioning", {"Status": "Suspended"}, {"Bucket": "l2c-bucket"})
+        stub.add_response("get_bucket_versioning", {"Status": "Suspended"}, {"Bucket": "l2c-bucket", "ExpectedBucketOwner": ACCOUNT})
         stub.add_response("list_object_versions", {
             "Versions": [{"Key": key, "VersionId": "v2"}, {"Key": key, "VersionId": "v1"},
                          {"Key": "iris/other/model.tar.gz", "VersionId": "v9"}],
             "DeleteMarkers": [{"Key": key, "VersionId": "m1"}],
-        }, {"Bucket": "l2c-bucket", "Prefix": "iris/"})
+        }, {"Bucket": "l2c-bucket", "Prefix": "iris/", "ExpectedBucketOwner": ACCOUNT})
         stub.add_response("delete_objects", {}, {"Bucket": "l2c-bucket", "ExpectedBucketOwner": ACCOUNT, "Delete": {
             "Objects": [{"Key": key, "VersionId": "v2"}, {"Key": key, "VersionId": "v1"}, {"Key": key, "VersionId": "m1"}],
             "Quiet": True,

@@ -34,7 +34,7 @@ def session(monkeypatch):
 
 @pytest.fixture
 def stubs(session):
-    clients = {name: session.client(name) for name in ("sagemaker", "application-autoscaling", "service-quotas", "iam", "sts")}
+    clients = {name: session.client(name) for name in ("sagemaker", "application-autoscaling", "service-quotas", "iam", "sts", "s3")}
     stubbers = {name: Stubber(client) for name, client in clients.items()}
     for stubber in stubbers.values():
         stubber.activate()
@@ -295,8 +295,16 @@ def simulated(decisions: dict[str, str], resource: str) -> dict:
 NOTEBOOK_ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/AmazonSageMaker-ExecutionRole-1"
 
 
+def expect_no_bucket_yet(stubs) -> None:
+    """Neither l2c's account-regional bucket nor one an earlier l2c made under the global name exists."""
+    for name in (f"l2c-{ACCOUNT}-{REGION}-an", f"l2c-{ACCOUNT}-{REGION}"):
+        stubs["s3"].add_client_error("head_bucket", "404", "Not Found", 404,
+                                     expected_params={"Bucket": name, "ExpectedBucketOwner": ACCOUNT})
+
+
 def test_a_notebook_role_that_cannot_read_the_artifact_is_refused_with_the_permissions_it_needs(session, stubs):
-    bucket = f"l2c-{ACCOUNT}-{REGION}"
+    bucket = f"l2c-{ACCOUNT}-{REGION}-an"
+    expect_no_bucket_yet(stubs)
     artifact = f"arn:aws:s3:::{bucket}/iris/aaaaaaaaaaaa/model.tar.gz"
     stubs["iam"].add_response("simulate_principal_policy", simulated({"s3:GetObject": "implicitDeny"}, artifact), {
         "PolicySourceArn": NOTEBOOK_ROLE, "ActionNames": ["s3:GetObject"], "ResourceArns": [artifact],

@@ -8,6 +8,7 @@ import pytest
 from l2c.cloud import policies
 
 VALUES = {
+    "Partition": "aws",
     "Region": "us-east-1",
     "Account": "123456789012",
     "EndpointName": "L2C-Iris-Endpoint",
@@ -128,10 +129,25 @@ def test_sagemaker_reads_only_the_model_prefix_and_logs_keep_the_endpoint_case()
 
 @pytest.mark.parametrize("name", ["lambda-trust-policy", "sagemaker-trust-policy"])
 def test_trust_policies_name_one_service(name):
-    (stmt,) = statements(policies.render_policy(name))
+    (stmt,) = statements(policies.render_policy(name, **VALUES))
     expected = "lambda.amazonaws.com" if name.startswith("lambda") else "sagemaker.amazonaws.com"
     assert stmt["Principal"] == {"Service": expected}
     assert stmt["Action"] == "sts:AssumeRole"
+
+
+@pytest.mark.parametrize("name", ["lambda-trust-policy", "sagemaker-trust-policy"])
+def test_trust_policies_hold_the_service_to_this_account(name):
+    # Confused deputy: without a condition, the service would assume the role for a resource of
+    # any account that names its ARN.
+    (stmt,) = statements(policies.render_policy(name, **VALUES))
+    assert stmt["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+
+
+def test_sagemaker_assumes_its_role_only_for_this_accounts_resources_in_this_region():
+    # SageMaker's own example for inference: a region-and-account ARN pattern, not one model's
+    # (SageMaker Developer Guide, security-confused-deputy-prevention, "SageMaker AI Inference").
+    (stmt,) = statements(policies.render_policy("sagemaker-trust-policy", **VALUES))
+    assert stmt["Condition"]["ArnLike"] == {"aws:SourceArn": "arn:aws:sagemaker:us-east-1:123456789012:*"}
 
 
 def test_a_missing_value_is_named():
@@ -152,19 +168,19 @@ def test_an_unknown_template_is_refused_with_the_known_ones():
         policies.render_policy("admin-policy", **VALUES)
 
 
-@pytest.mark.parametrize(
-    "region, partition", [("us-east-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")]
-)
-def test_the_partition_follows_the_region(region, partition):
-    policy = policies.render_policy("lambda-invoke-endpoint-policy", **{**VALUES, "Region": region})
-    assert all(stmt["Resource"].startswith(f"arn:{partition}:") for stmt in statements(policy))
-    explicit = policies.render_policy("lambda-invoke-endpoint-policy", **{**VALUES, "Partition": "aws-test"})
-    assert statements(explicit)[0]["Resource"].startswith("arn:aws-test:sagemaker:")
+def test_the_partition_is_given_never_guessed_from_the_region():
+    # A guess from the region's prefix named the European Sovereign Cloud "aws"; the caller
+    # passes the session's partition instead.
+    values = {key: value for key, value in VALUES.items() if key != "Partition"}
+    with pytest.raises(policies.PolicyTemplateError, match="needs values for: Partition"):
+        policies.render_policy("lambda-invoke-endpoint-policy", **{**values, "Region": "eusc-de-east-1"})
+    policy = policies.render_policy("lambda-invoke-endpoint-policy", **{**VALUES, "Partition": "aws-eusc"})
+    assert all(stmt["Resource"].startswith("arn:aws-eusc:") for stmt in statements(policy))
 
 
 def test_policy_json_is_the_compact_rendered_document():
-    text = policies.policy_json("sagemaker-trust-policy")
-    assert json.loads(text) == policies.render_policy("sagemaker-trust-policy")
+    text = policies.policy_json("sagemaker-trust-policy", **VALUES)
+    assert json.loads(text) == policies.render_policy("sagemaker-trust-policy", **VALUES)
     assert " " not in text
 
 

@@ -29,9 +29,16 @@ HANDLER = "lambda_function.lambda_handler"
 # API Gateway gives up on an integration after 29 s; the handler derives its own endpoint
 # read timeout from the function's, so a slow endpoint yields a JSON 504, not a cut connection.
 DEFAULT_TIMEOUT_S = 29
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 1, 900  # Lambda API reference, CreateFunction: Timeout
 DEFAULT_MEMORY_MB = 256
 DEFAULT_MAX_ROWS = 1000
 LOG_RETENTION_DAYS = 14
+# Lambda's quota on environment variables: 4 KB for all of them together, measured on their
+# JSON form (Lambda quotas page; the local cloud's lambda.environment-4kb rule measures the same).
+ENVIRONMENT_LIMIT_BYTES = 4096
+# The model's column names, shipped in the zip when they do not fit the environment; the handler
+# reads this file when FEATURE_NAMES is not set.
+FEATURE_NAMES_FILE = "feature_names.json"
 LAMBDA_DIR_ENV = "L2C_LAMBDA_DIR"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 # botocore's FunctionActiveV2 / FunctionUpdatedV2 waiters poll every second, 300 times.
@@ -70,16 +77,17 @@ def lambda_source_dir() -> Path:
     return folder
 
 
-def build_zip(folder: Path) -> bytes:
-    """The folder's Python files, zipped reproducibly."""
+def build_zip(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
+    """The folder's Python files (and ``extra`` files, by name), zipped reproducibly."""
     buffer = io.BytesIO()
     files = sorted(p for p in Path(folder).rglob("*.py") if "__pycache__" not in p.parts)
+    entries = {path.relative_to(folder).as_posix(): path.read_bytes() for path in files} | dict(extra or {})
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), date_time=_ZIP_DATE)
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
+            archive.writestr(info, entries[name])
     return buffer.getvalue()
 
 
@@ -89,7 +97,11 @@ def code_sha256(code: bytes) -> str:
 
 
 def environment_from_card(card: dict, endpoint: str, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, str]:
-    """What the handler needs to know about the model, taken from its model card."""
+    """What the handler needs to know about the model, taken from its model card.
+
+    The column names go in FEATURE_NAMES while the environment stays within Lambda's 4 KB; a
+    wider model (hundreds of CSV columns) gets FEATURE_COUNT instead, and its names travel in
+    the zip (:func:`bundled_files`)."""
     environment = {
         "ENDPOINT_NAME": endpoint,
         "FEATURE_NAMES": ",".join(card["feature_names"]),
@@ -97,7 +109,35 @@ def environment_from_card(card: dict, endpoint: str, max_rows: int = DEFAULT_MAX
     }
     if card.get("class_labels"):
         environment["CLASS_LABELS"] = ",".join(str(label) for label in card["class_labels"])
+    if environment_size(environment) > ENVIRONMENT_LIMIT_BYTES:
+        del environment["FEATURE_NAMES"]
+        environment["FEATURE_COUNT"] = str(len(card["feature_names"]))
     return environment
+
+
+def bundled_files(card: dict, environment: dict[str, str]) -> dict[str, bytes]:
+    """Files the zip carries besides the code: the column names when the environment lacks them."""
+    if "FEATURE_NAMES" in environment:
+        return {}
+    return {FEATURE_NAMES_FILE: json.dumps(list(card["feature_names"])).encode()}
+
+
+def environment_size(environment: dict[str, str]) -> int:
+    """The bytes Lambda counts against its 4 KB: the variables' compact JSON form."""
+    return len(json.dumps(environment, separators=(",", ":")).encode())
+
+
+def check_environment(environment: dict[str, str]) -> None:
+    """Refuse, before anything is created, an environment Lambda would refuse at CreateFunction."""
+    size = environment_size(environment)
+    if size > ENVIRONMENT_LIMIT_BYTES:
+        largest = max(environment, key=lambda name: len(environment[name]))
+        raise CloudError(
+            f"the function's environment variables take {size} bytes, over Lambda's limit of "
+            f"{ENVIRONMENT_LIMIT_BYTES} bytes for all of them together ({largest} is the largest, "
+            f"{len(environment[largest])} characters); nothing was created. Shorten the model's "
+            "class labels or column names and train again"
+        )
 
 
 # --------------------------------------------------------------------------- create
@@ -105,8 +145,15 @@ def environment_from_card(card: dict, endpoint: str, max_rows: int = DEFAULT_MAX
 
 def ensure_log_group(session: CloudSession, function: str, wanted_tags: dict) -> bool:
     """Create the function's log group ahead of Lambda, so it is tagged and expires."""
+    return ensure_expiring_log_group(session, log_group_name(function), wanted_tags)
+
+
+def ensure_expiring_log_group(session: CloudSession, group: str, wanted_tags: dict) -> bool:
+    """Create (or tag) the log group and give it l2c's retention; True when it was created.
+
+    A group the service creates by itself (Lambda, SageMaker) keeps its events forever and bills
+    for their storage: created first, it expires them after LOG_RETENTION_DAYS."""
     logs = session.client("logs")
-    group = log_group_name(function)
     try:
         logs.create_log_group(logGroupName=group, tags=wanted_tags)
         created = True

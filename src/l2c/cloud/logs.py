@@ -60,7 +60,7 @@ def parse_since(text: str) -> float:
 def stack_log_groups(stack: str) -> list[LogGroup]:
     return [
         LogGroup(functions.log_group_name(functions.function_name(stack)), "lambda"),
-        LogGroup(f"/aws/sagemaker/Endpoints/{sagemaker.endpoint_name(stack)}", "endpoint"),
+        LogGroup(sagemaker.log_group_name(sagemaker.endpoint_name(stack)), "endpoint"),
     ]
 
 

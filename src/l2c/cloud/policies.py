@@ -21,7 +21,6 @@ PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
 # SageMaker lower-cases the names inside its ARNs; IAM compares ARNs case-sensitively, so a
 # policy naming "arn:...:endpoint/My-Endpoint" would never match the endpoint it is meant for.
 SAGEMAKER_ARN_PREFIX = "arn:${Partition}:sagemaker:"
-PARTITIONS = (("cn-", "aws-cn"), ("us-gov-", "aws-us-gov"), ("us-iso-", "aws-iso"), ("us-isob-", "aws-iso-b"))
 
 
 class PolicyTemplateError(ValueError):
@@ -49,13 +48,13 @@ def placeholders(template_name: str) -> set[str]:
 def render_policy(template_name: str, **values: str) -> dict[str, Any]:
     """The template with every ``${Name}`` replaced; extra values are ignored.
 
-    ``Partition`` defaults to the partition of ``Region``. A missing value raises
-    PolicyTemplateError naming every missing one; so does a value holding a wildcard, which
-    would quietly turn a one-resource grant into a many-resource one.
+    A missing value raises PolicyTemplateError naming every missing one; so does a value
+    holding a wildcard, which would quietly turn a one-resource grant into a many-resource one.
+    ``Partition`` is never guessed from the region's name: a guess misses every partition the
+    table does not know (aws-eusc, aws-iso-e, aws-iso-f, ...), and the bucket policy already
+    uses the session's own (``CloudSession.partition``, from botocore's endpoint data).
     """
     values = {name: str(value) for name, value in values.items()}
-    if "Region" in values:
-        values.setdefault("Partition", partition_for(values["Region"]))
     needed = placeholders(template_name)
     missing = sorted(needed - values.keys())
     if missing:
@@ -68,13 +67,6 @@ def render_policy(template_name: str, **values: str) -> dict[str, Any]:
 def policy_json(template_name: str, **values: str) -> str:
     """The rendered policy as the compact JSON string IAM's API takes."""
     return json.dumps(render_policy(template_name, **values), separators=(",", ":"))
-
-
-def partition_for(region: str) -> str:
-    for prefix, partition in PARTITIONS:
-        if region.startswith(prefix):
-            return partition
-    return "aws"
 
 
 def image_account(image_uri: str) -> str:

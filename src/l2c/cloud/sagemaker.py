@@ -36,6 +36,8 @@ DELETED_MAX_POLLS = 60
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 # The quota that caps instances behind endpoints, per instance type (Service Quotas, "sagemaker").
 QUOTA_NAME = "{instance_type} for endpoint usage"
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+MIN_CONCURRENCY, MAX_CONCURRENCY = 1, 200
 
 
 class EndpointFailed(CloudError):
@@ -62,6 +64,25 @@ class Hosting:
     @property
     def serverless(self) -> bool:
         return self.serverless_memory_mb is not None
+
+    def check(self) -> None:
+        """Refuse settings CreateEndpointConfig would refuse, before anything is created (botocore's
+        sagemaker model: ServerlessMemorySizeInMB 1024-6144 "in 1 GB increments",
+        ServerlessMaxConcurrency 1-200; ProductionVariant InitialInstanceCount at least 1)."""
+        if self.serverless:
+            memory = self.serverless_memory_mb
+            if memory not in SERVERLESS_MEMORY_MB:
+                raise CloudError(
+                    f"--memory-mb {memory} is not a serverless memory size: use one of "
+                    f"{', '.join(map(str, SERVERLESS_MEMORY_MB))} (1 GB steps)"
+                )
+            if not MIN_CONCURRENCY <= self.serverless_max_concurrency <= MAX_CONCURRENCY:
+                raise CloudError(
+                    f"--max-concurrency {self.serverless_max_concurrency} is out of range: serverless endpoints take "
+                    f"{MIN_CONCURRENCY} to {MAX_CONCURRENCY} concurrent requests"
+                )
+        elif self.instance_count < 1:
+            raise CloudError(f"--instance-count {self.instance_count}: an endpoint needs at least 1 instance")
 
     def production_variant(self, model_name: str) -> dict:
         variant = {"VariantName": VARIANT_NAME, "ModelName": model_name, "InitialVariantWeight": 1.0}
@@ -107,8 +128,13 @@ def endpoint_name(stack: str) -> str:
     return f"l2c-{stack}"
 
 
+def log_group_name(endpoint: str) -> str:
+    """Where SageMaker writes the endpoint's container lines (it creates the group itself on first write)."""
+    return f"/aws/sagemaker/Endpoints/{endpoint}"
+
+
 def logs_location(session: CloudSession, endpoint: str) -> str:
-    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    group = log_group_name(endpoint)
     console = (
         f"https://{session.region}.console.aws.amazon.com/cloudwatch/home?region={session.region}"
         f"#logsV2:log-groups/log-group/{quote(quote(group, safe=''), safe='').replace('%', '$')}"

@@ -93,6 +93,7 @@ class CloudSession:
     execute_api_url: str | None = None
     endpoints: dict[str, str] = field(default_factory=dict)
     pace: float | None = None  # the local cloud's pace; None on AWS
+    bucket: str | None = None  # the artifact bucket the user named (--bucket); None: l2c's own (s3.bucket_name)
     config: Config = field(default_factory=lambda: Config(retries=_RETRIES))
     _clients: dict = field(default_factory=dict, repr=False)
 
@@ -131,6 +132,36 @@ def state_dir() -> Path:
 
 def local_cloud_file() -> Path:
     return state_dir() / LOCAL_CLOUD_FILE
+
+
+PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` readable by this user only, its folder too.
+
+    What l2c keeps in ``.l2c/`` is an API key or credentials: a umask of 022 would leave them
+    readable by every account on the machine (a shared notebook host, a CI runner). The file is
+    created 0600 before a byte is written and replaced atomically, so no reader ever sees it
+    half-written or with wider permissions. The folder is made 0700 when l2c creates it, and
+    ``.l2c/`` itself is narrowed to 0700 if it was wider; any other existing folder (a
+    ``--state-file`` in /tmp) is left as it is."""
+    path = Path(path)
+    folder_existed = path.parent.is_dir()
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if not folder_existed or path.parent.resolve() == state_dir().resolve():
+        os.chmod(path.parent, PRIVATE_DIR_MODE)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)  # a file left by an earlier run keeps its mode
+            handle.write(text)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    staging.replace(path)
+    return path
 
 
 def connect(target: str = AUTO, region: str | None = None, profile: str | None = None) -> CloudSession:

@@ -12,6 +12,7 @@ tolerates whatever is missing, and then lists every service to prove nothing is 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -26,7 +27,7 @@ from l2c.cloud.apigateway import Limits
 from l2c.cloud.inventory import Resource
 from l2c.cloud.progress import ConsoleReporter, Reporter
 from l2c.cloud.sagemaker import Hosting
-from l2c.cloud.session import AUTO, CloudError, CloudSession, connect, state_dir
+from l2c.cloud.session import AUTO, CloudError, CloudSession, connect, state_dir, write_private
 
 STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 POSTMAN_DIR = Path(__file__).resolve().parents[3] / "postman"
@@ -43,6 +44,7 @@ class DeployOptions:
     lambda_timeout: int = functions.DEFAULT_TIMEOUT_S
     max_rows: int = functions.DEFAULT_MAX_ROWS
     api_key_value: str | None = None  # None: AWS generates the key (the local cloud's `l2c up` fixes one)
+    bucket: str | None = None  # an artifact bucket of the user's choice; None: l2c's own (s3.bucket_name)
 
 
 @dataclass
@@ -63,22 +65,41 @@ class Deployment:
     postman_environment: Path | None = None
     changes: list[str] = field(default_factory=list)
 
-    def curl(self, body: str = '{"data": "..."}') -> str:
+    def shown_key(self, show_key: bool | None = None) -> str | None:
+        """The key as output shows it: masked (``abcd…wxyz``) unless asked for. ``None`` asks the
+        target: on AWS it is masked (deploy output lands in CI logs and screen shares); the local
+        cloud's key opens nothing but loopback, so it is shown."""
+        if not self.api_key:
+            return None
+        show = self.target == "local" if show_key is None else show_key
+        return self.api_key if show else mask_key(self.api_key)
+
+    def curl(self, body: str = '{"data": "..."}', show_key: bool | None = None) -> str:
         parts = ["curl", "-sS", "-X", "POST", self.url, "-H", "Content-Type: application/json"]
-        if self.api_key:
-            parts += ["-H", f"x-api-key: {self.api_key}"]
+        key = self.shown_key(show_key)
+        if key:
+            parts += ["-H", f"x-api-key: {key}"]
         return " ".join(shlex.quote(part) for part in parts + ["-d", body])
 
-    def summary(self) -> list[str]:
+    def summary(self, show_key: bool | None = None) -> list[str]:
+        key = self.shown_key(show_key)
+        shown = key if key is None or key == self.api_key else f"{key} (masked: --show-key prints it)"
         lines = [
             f"endpoint   {self.endpoint} ({self.endpoint_change}), model version {self.model_version}",
             f"function   {self.function}",
             f"invoke URL {self.url}",
-            f"API key    {self.api_key}" if self.api_key else "API key    none: this API is PUBLIC",
+            f"API key    {shown}" if self.api_key else "API key    none: this API is PUBLIC",
         ]
         if self.postman_environment:
             lines.append(f"Postman    environment written to {self.postman_environment}")
         return lines
+
+
+def mask_key(key: str) -> str:
+    """``abcd…wxyz``: enough to tell keys apart, not enough to call the API with."""
+    if len(key) <= 8:
+        return "…"
+    return f"{key[:4]}…{key[-4:]}"
 
 
 def check_stack_name(name: str) -> str:
@@ -150,19 +171,28 @@ def prepare(
 ) -> Stack:
     """Check the artifact as the container will load it (`l2c check`), then open the session."""
     check_stack_name(name)
+    options = options or DeployOptions()
+    check_options(options)  # before the session: a wrong option costs no AWS call
     model_dir = Path(model_dir) if model_dir is not None else Path("models") / name
     checks.check_model_dir(model_dir)  # an artifact the container would mis-load never reaches S3
     stack = Stack(
         name=name,
         model_dir=model_dir,
         card=checks.read_card(model_dir),
-        session=session or connect(target),
-        options=options or DeployOptions(),
+        session=with_bucket(session or connect(target), options.bucket),
+        options=options,
         reporter=reporter if reporter is not None else ConsoleReporter(),
     )
-    check_before_creating(stack.name, stack.session, stack.options, stack.version)
+    check_before_creating(stack.name, stack.session, stack.options, stack.version, stack.card)
     apigateway.refuse_route_collision(stack.session, stack.name)
     return stack
+
+
+def with_bucket(session: CloudSession, bucket: str | None) -> CloudSession:
+    """The session with the user's bucket (a copy: the caller's session is left as it was)."""
+    if not bucket or session.bucket == bucket:
+        return session
+    return dataclasses.replace(session, bucket=s3.check_bucket_name(bucket))
 
 
 def deploy(name: str, model_dir: Path | str | None = None, **settings) -> Deployment:
@@ -213,6 +243,7 @@ def create_roles(stack: Stack) -> tuple[str, str]:
 
 def sagemaker_role_spec(session: CloudSession, name: str, bucket: str) -> iam.RoleSpec:
     values = {
+        "Partition": session.partition,
         "Region": session.region,
         "Account": session.account,
         "BucketName": bucket,
@@ -231,6 +262,7 @@ def sagemaker_role_spec(session: CloudSession, name: str, bucket: str) -> iam.Ro
 
 def lambda_role_spec(session: CloudSession, name: str) -> iam.RoleSpec:
     values = {
+        "Partition": session.partition,
         "Region": session.region,
         "Account": session.account,
         "EndpointName": sagemaker.endpoint_name(name),
@@ -302,6 +334,8 @@ def create_endpoint(stack: Stack) -> str:
     _require(stack, "endpoint_config", create_endpoint_config)
     session, options = stack.session, stack.options
     stack.endpoint = sagemaker.endpoint_name(stack.name)
+    # Created before SageMaker writes to it, so it is tagged and expires like the function's.
+    functions.ensure_expiring_log_group(session, sagemaker.log_group_name(stack.endpoint), stack.tags)
     stack.endpoint_change = sagemaker.ensure_endpoint(session, stack.endpoint, stack.endpoint_config, stack.tags, stack.reporter)
     stack.changed(f"endpoint {stack.endpoint_change}", stack.endpoint_change != "unchanged")
     stack.reporter.step(f"endpoint {stack.endpoint} InService ({stack.endpoint_change})")
@@ -360,11 +394,12 @@ def create_function(stack: Stack) -> str:
     function = functions.function_name(stack.name)
     endpoint = stack.endpoint or sagemaker.endpoint_name(stack.name)
     functions.ensure_log_group(stack.session, function, stack.tags)
+    environment = functions.environment_from_card(stack.card, endpoint, stack.options.max_rows)
     spec = functions.FunctionSpec(
         name=function,
         role_arn=stack.lambda_role_arn,
-        code=functions.build_zip(functions.lambda_source_dir()),
-        environment=functions.environment_from_card(stack.card, endpoint, stack.options.max_rows),
+        code=functions.build_zip(functions.lambda_source_dir(), functions.bundled_files(stack.card, environment)),
+        environment=environment,
         timeout=stack.options.lambda_timeout,
     )
     stack.function_arn, change = functions.ensure_function(stack.session, spec, stack.tags)
@@ -452,10 +487,8 @@ def write_postman_environment(session: CloudSession, base_url: str, api_key: str
     for key, value in values.items():
         if key not in present:
             environment["values"].append({"key": key, "value": value, "type": "default", "enabled": True})
-    path = state_dir() / f"{name}.postman_environment.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(environment, indent=2) + "\n")
-    return path
+    # It holds the key: readable by this user only (0600, in a 0700 folder).
+    return write_private(state_dir() / f"{name}.postman_environment.json", json.dumps(environment, indent=2) + "\n")
 
 
 def _blank_environment(name: str) -> dict:
@@ -471,6 +504,8 @@ def plan(name: str, session: CloudSession, options: DeployOptions | None = None)
     Runs the same checks as the deploy itself does before creating anything (image, quota,
     hosting change, given roles): a deploy that AWS would refuse half-way is refused here."""
     options = options or DeployOptions()
+    check_options(options)
+    session = with_bucket(session, options.bucket)
     checked = check_before_creating(name, session, options)
     bucket = s3.bucket_name(session)
     endpoint = sagemaker.endpoint_name(name)
@@ -495,11 +530,38 @@ PULL_IMAGE = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDo
 CREATE_ROLE = ("iam:CreateRole", "iam:PutRolePolicy", "iam:TagRole")
 
 
-def check_before_creating(name: str, session: CloudSession, options: DeployOptions, version: str | None = None) -> list[str]:
+def check_options(options: DeployOptions) -> None:
+    """Refuse, in one line, an option AWS would refuse half-way through the deploy; no AWS call."""
+    options.hosting.check()
+    if options.autoscale:
+        if options.hosting.serverless:
+            raise CloudError("--autoscale applies to instance endpoints; serverless ones scale by themselves")
+        low, high = options.autoscale
+        if not 1 <= low <= high:
+            raise CloudError(f"--autoscale {low}:{high}: MIN must be at least 1 and at most MAX")
+    # Lambda API reference, CreateFunction: Timeout 1-900 seconds.
+    if not functions.MIN_TIMEOUT_S <= options.lambda_timeout <= functions.MAX_TIMEOUT_S:
+        raise CloudError(
+            f"the function timeout {options.lambda_timeout} s is out of Lambda's range "
+            f"({functions.MIN_TIMEOUT_S} to {functions.MAX_TIMEOUT_S} s)"
+        )
+    if options.max_rows < 1:
+        raise CloudError(f"max rows {options.max_rows}: a request must be allowed at least one row")
+    if options.bucket:
+        s3.check_bucket_name(options.bucket)
+
+
+def check_before_creating(
+    name: str, session: CloudSession, options: DeployOptions, version: str | None = None, card: dict | None = None
+) -> list[str]:
     """Refuse, with what to do, a deploy that AWS would refuse after S3, IAM and SageMaker were
     already written to; otherwise one line per check, for the plan."""
-    if options.autoscale and options.hosting.serverless:
-        raise CloudError("--autoscale applies to instance endpoints; serverless ones scale by themselves")
+    check_options(options)
+    if session.bucket:
+        s3.bucket_exists(session, session.bucket)  # refuses a bucket of another account, before anything
+    if card is not None:
+        environment = functions.environment_from_card(card, sagemaker.endpoint_name(name), options.max_rows)
+        functions.check_environment(environment)
     image = image_uri(session.region)
     sagemaker.check_hosting_change(session, sagemaker.endpoint_name(name), options.hosting)
     lines = [f"image {image}", sagemaker.check_instance_quota(session, options.hosting)]
@@ -586,6 +648,8 @@ class Status:
     region: str
     target: str
     resources: list[Resource]
+    # The local cloud's inference runtime, as GET /_l2c/runtime reports it (None on AWS).
+    runtime: dict | None = None
 
     @property
     def stacks(self) -> list[str]:
@@ -602,7 +666,25 @@ class Status:
 
 def status(session: CloudSession | None = None, target: str = AUTO) -> Status:
     session = session or connect(target)
-    return Status(session.region, session.target, inventory.inventory(session))
+    runtime = local_runtime(session) if session.is_local else None
+    return Status(session.region, session.target, inventory.inventory(session), runtime)
+
+
+def local_runtime(session: CloudSession) -> dict | None:
+    """How the local cloud's inference runtime fares (crashes, restarts), or None if this cloud
+    does not say: a status must not fail for the want of it."""
+    import os
+
+    import httpx
+
+    edge = session.endpoints.get("*") or os.environ.get("AWS_ENDPOINT_URL")
+    if not edge:
+        return None
+    try:
+        answer = httpx.get(edge.rstrip("/") + "/_l2c/runtime", timeout=5)
+        return answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def api_access(session: CloudSession, name: str) -> tuple[str, str | None]:
@@ -639,8 +721,13 @@ def deployed_feature_names(session: CloudSession, name: str) -> list[str] | None
         config = session.client("lambda").get_function_configuration(FunctionName=functions.function_name(name))
     except ClientError:
         return None  # an endpoint deployed without its function: nothing to check against
-    names = config.get("Environment", {}).get("Variables", {}).get("FEATURE_NAMES", "")
-    return names.split(",") if names else None
+    variables = config.get("Environment", {}).get("Variables", {})
+    names = variables.get("FEATURE_NAMES", "")
+    if names:
+        return names.split(",")
+    count = variables.get("FEATURE_COUNT", "")
+    # Names too many for the environment travel in the zip; the count is what the check needs.
+    return [f"column {index}" for index in range(1, int(count) + 1)] if count.isdigit() else None
 
 
 def _check_row_widths(body: str, feature_names: list[str] | None) -> None:
@@ -651,10 +738,8 @@ def _check_row_widths(body: str, feature_names: list[str] | None) -> None:
     for number, line in enumerate(body.strip().splitlines(), start=1):
         width = len(line.split(","))
         if width != len(feature_names):
-            raise CloudError(
-                f"row {number} has {width} values but the model expects {len(feature_names)} "
-                f"({', '.join(feature_names)})"
-            )
+            shown = ", ".join(feature_names[:20]) + (", ..." if len(feature_names) > 20 else "")
+            raise CloudError(f"row {number} has {width} values but the model expects {len(feature_names)} ({shown})")
 
 
 # A fresh deploy's key and stage take seconds to work on AWS (403 meanwhile), and its
@@ -708,6 +793,7 @@ def destroy(
     session: CloudSession | None = None,
     target: str = AUTO,
     reporter: Reporter | None = None,
+    bucket: str | None = None,
 ) -> DestroyReport:
     """Delete one stack (or every stack), then list every service to prove nothing is left.
 
@@ -717,7 +803,7 @@ def destroy(
     if (name is None) == (not everything):
         raise CloudError("name one stack to destroy, or ask for all of them")
     reporter = reporter if reporter is not None else ConsoleReporter()
-    session = session or connect(target)
+    session = with_bucket(session or connect(target), bucket)
     names = inventory.stacks(inventory.inventory(session)) if everything else [check_stack_name(name)]
     deleted: list[str] = []
     for stack in names:
@@ -733,6 +819,7 @@ def destroy(
 
 def _destroy_stack(session: CloudSession, name: str, reporter: Reporter) -> list[str]:
     deleted = []
+    buckets = _artifact_buckets(session, name)  # read before the models that name them are deleted
 
     def note(what: str, done: bool) -> None:
         if done:
@@ -754,6 +841,8 @@ def _destroy_stack(session: CloudSession, name: str, reporter: Reporter) -> list
     function = functions.function_name(name)
     note(f"Lambda function {function}", functions.delete_function(session, function))
     note(f"log group {functions.log_group_name(function)}", functions.delete_log_group(session, functions.log_group_name(function)))
+    endpoint_logs = sagemaker.log_group_name(endpoint)
+    note(f"log group {endpoint_logs}", functions.delete_log_group(session, endpoint_logs))
     for resource in inventory.inventory(session, name):
         if resource.kind == "endpoint-config":
             note(f"endpoint config {resource.name}", sagemaker.delete_endpoint_config(session, resource.name))
@@ -763,11 +852,26 @@ def _destroy_stack(session: CloudSession, name: str, reporter: Reporter) -> list
             note(f"IAM role {resource.name}", iam.delete_role(session, resource.name))
         elif resource.kind == "log-group":
             note(f"log group {resource.name}", functions.delete_log_group(session, resource.name))
-    bucket = s3.bucket_name(session)
-    keys = s3.list_keys(session, bucket, prefix=f"{name}/")
-    s3.delete_keys(session, bucket, keys)
-    note(f"{len(keys)} object(s) under s3://{bucket}/{name}/", bool(keys))
+    for bucket in buckets:
+        keys = s3.list_keys(session, bucket, prefix=f"{name}/")
+        s3.delete_keys(session, bucket, keys)
+        note(f"{len(keys)} object(s) under s3://{bucket}/{name}/", bool(keys))
     return deleted
+
+
+def _artifact_buckets(session: CloudSession, name: str) -> list[str]:
+    """This session's bucket, and those the stack's models read their artifacts from (a deploy
+    with --bucket), when this account owns them: the stack's objects are deleted from each."""
+    buckets = [s3.bucket_name(session)]
+    for resource in inventory.sagemaker_resources(session, name):
+        if resource.kind != "model":
+            continue
+        model = sagemaker.get_model(session, resource.name) or {}
+        url = (model.get("PrimaryContainer") or {}).get("ModelDataUrl", "")
+        bucket = url.removeprefix("s3://").split("/", 1)[0] if url.startswith("s3://") else ""
+        if bucket and bucket not in buckets and s3.bucket_exists_and_owned(session, bucket):
+            buckets.append(bucket)
+    return buckets
 
 
 def _destroy_shared_if_unused(session: CloudSession, reporter: Reporter) -> list[str]:

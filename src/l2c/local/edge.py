@@ -105,10 +105,15 @@ class Edge:
         if operation is None or not self.rules.has_rules_for(service, operation):
             # Nothing to enforce: moto reads the body itself, so a large S3 upload streams.
             return self.moto_app(environ, start_response)
-        if protocol != "query":
+        if protocol != "query" and self.rules.reads_body(service, operation):
             _buffer_body(environ, request)
         call = _call(service, operation, request, self._operations)
         try:
+            if not self.rules.reads_body(service, operation) and not self.rules.for_call(service, operation, "after"):
+                # Checks of the headers only: once they pass, moto answers as it would have,
+                # streamed, with its own headers (a HEAD's Content-Length included).
+                answer = self._before_moto(call)
+                return self.moto_app(environ, start_response) if answer is None else _send(start_response, answer)
             return _send(start_response, self._with_rules(call, environ))
         except AwsError as err:
             log.info("%s %s refused by the AWS rules: %s %s", service, operation, err.code, err.message)
@@ -117,16 +122,23 @@ class Edge:
     def _with_rules(self, call: Call, environ) -> Reply:
         """moto's answer to the call, with the rules before it (which may refuse or answer
         instead) and after it (which may reshape a successful answer)."""
-        for rule in self.rules.for_call(call.service, call.operation, "before"):
-            answer = rule.run(call)
-            if answer is not None:
-                return answer
+        answer = self._before_moto(call)
+        if answer is not None:
+            return answer
         reply = _run_moto(self.moto_app, environ)
         if reply.status >= 300:
             return reply
         for rule in self.rules.for_call(call.service, call.operation, "after"):
             reply = rule.run(call, reply) or reply
         return reply
+
+    def _before_moto(self, call: Call) -> Reply | None:
+        """The before-rules' answer instead of moto's, if one gives one (AwsError: a refusal)."""
+        for rule in self.rules.for_call(call.service, call.operation, "before"):
+            answer = rule.run(call)
+            if answer is not None:
+                return answer
+        return None
 
     # ----------------------------------------------------------------- admin
 

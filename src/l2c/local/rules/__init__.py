@@ -110,23 +110,27 @@ class Rule:
     summary: str  # what the local cloud does
     run: Callable
     test: str = ""  # the test that proves it: "tests/integration/test_x.py::test_name"
+    # False: the rule judges the path, query and headers only, so the edge leaves the body to
+    # moto unread (an S3 upload keeps streaming).
+    reads_body: bool = True
 
 
 class Registry:
     def __init__(self):
         self.rules: list[Rule] = []
 
-    def before(self, service: str, *operations: str, id: str, source: str, summary: str, test: str = ""):
+    def before(self, service: str, *operations: str, id: str, source: str, summary: str, test: str = "",
+               reads_body: bool = True):
         """Register ``fn(call)``: raise AwsError to refuse, or return a Reply to answer instead of moto."""
-        return self._register(service, operations, "before", id, source, summary, test)
+        return self._register(service, operations, "before", id, source, summary, test, reads_body)
 
     def after(self, service: str, *operations: str, id: str, source: str, summary: str, test: str = ""):
         """Register ``fn(call, reply) -> Reply | None`` on moto's successful answer (None: keep it)."""
         return self._register(service, operations, "after", id, source, summary, test)
 
-    def _register(self, service, operations, when, id, source, summary, test=""):
+    def _register(self, service, operations, when, id, source, summary, test="", reads_body=True):
         def decorate(fn):
-            self.rules.append(Rule(id, service, tuple(operations), when, source, summary, fn, test))
+            self.rules.append(Rule(id, service, tuple(operations), when, source, summary, fn, test, reads_body))
             return fn
 
         return decorate
@@ -137,6 +141,10 @@ class Registry:
     def has_rules_for(self, service: str, operation: str) -> bool:
         """Whether any rule runs for this operation (else the edge leaves the request to moto)."""
         return any(r.service == service and operation in r.operations for r in self.rules)
+
+    def reads_body(self, service: str, operation: str) -> bool:
+        """Whether a rule of this operation reads the request's body (the edge then buffers it)."""
+        return any(r.reads_body for r in self.rules if r.service == service and operation in r.operations)
 
     def services(self) -> set[str]:
         return {rule.service for rule in self.rules}

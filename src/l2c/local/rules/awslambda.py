@@ -155,7 +155,8 @@ def conflict_while_busy(arn: str) -> AwsError | None:
     source="Lambda API reference, CreateFunction errors (InvalidParameterValueException); IAM User Guide, "
            "troubleshooting eventual consistency; hashicorp/terraform-provider-aws#6566",
     summary="A role that does not exist, was created less than a few (paced) seconds ago, or whose trust policy "
-            "does not trust lambda.amazonaws.com is refused with InvalidParameterValueException "
+            "does not trust lambda.amazonaws.com for this account's function (Conditions on aws:SourceAccount and "
+            "aws:SourceArn are judged against the account and the function's ARN) is refused with InvalidParameterValueException "
             "'The role defined for the function cannot be assumed by Lambda.'",
 )
 def role_must_be_assumable(call: Call) -> None:
@@ -164,7 +165,12 @@ def role_must_be_assumable(call: Call) -> None:
     if call.operation == "UpdateFunctionConfiguration" and not role_arn:
         return
     role = iam_rules.find_role(call.account, role_arn or "")
-    if role is None or not iam_rules.is_propagated(role) or not iam_rules.trusts_service(role, LAMBDA_PRINCIPAL):
+    # Lambda assumes the role for this account's function: the trust policy's confused-deputy
+    # conditions (aws:SourceAccount, aws:SourceArn) are judged against that.
+    function_arn = f"arn:{iam_rules.partition_of(call.region)}:lambda:{call.region}:{call.account}:function:" + str(
+        call.params.get("FunctionName", "")).rsplit(":", 1)[-1]
+    context = iam_rules.service_context(call.account, function_arn)
+    if role is None or not iam_rules.is_propagated(role) or not iam_rules.trusts_service(role, LAMBDA_PRINCIPAL, context):
         raise AwsError(
             "InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.",
             400, Type="User",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 
 from l2c.local.pace import PACE
 
@@ -76,8 +77,16 @@ def role_allows(role, action: str, resource: str) -> bool:
     return allowed
 
 
-def trusts_service(role, service_principal: str) -> bool:
-    """Whether the role's trust policy lets ``service_principal`` (e.g. sagemaker.amazonaws.com) assume it."""
+def trusts_service(role, service_principal: str, context: dict[str, str] | None = None) -> bool:
+    """Whether the role's trust policy lets ``service_principal`` (e.g. sagemaker.amazonaws.com)
+    assume it, for a request with these condition keys.
+
+    ``context`` holds what the service puts in its AssumeRole request: ``aws:SourceAccount`` and
+    ``aws:SourceArn``, the account and resource it acts for (IAM User Guide, "The confused deputy
+    problem" and the global condition keys). A statement's Condition is judged against it, as
+    IAM does: every operator must hold, a key the request lacks fails unless the operator ends
+    in IfExists, and an operator this judge does not know fails (the stricter reading).
+    """
     document = role.assume_role_policy_document
     policy = json.loads(document) if isinstance(document, str) else document
     statements = policy.get("Statement", [])
@@ -90,9 +99,67 @@ def trusts_service(role, service_principal: str) -> bool:
         services = [services] if isinstance(services, str) else services
         if statement.get("Effect") == "Allow" and "sts:AssumeRole" in actions and (
             service_principal in services or "*" in services
-        ):
+        ) and conditions_hold(statement.get("Condition") or {}, context or {}):
             return True
     return False
+
+
+# The operators a trust policy's confused-deputy conditions use (IAM User Guide, "IAM JSON policy
+# elements: Condition operators"): String* compare case-sensitively, Arn* like StringLike.
+_MATCHERS = {
+    "StringEquals": lambda value, pattern: value == pattern,
+    "StringNotEquals": lambda value, pattern: value != pattern,
+    "StringEqualsIgnoreCase": lambda value, pattern: value.lower() == pattern.lower(),
+    "StringLike": lambda value, pattern: _like(value, pattern),
+    "ArnEquals": lambda value, pattern: value == pattern,
+    "ArnLike": lambda value, pattern: _arn_like(value, pattern),
+}
+
+
+def conditions_hold(condition: dict, context: dict[str, str]) -> bool:
+    keys = {key.lower(): value for key, value in context.items()}
+    for operator, tests in condition.items():
+        if_exists = operator.endswith("IfExists")
+        matcher = _MATCHERS.get(operator.removesuffix("IfExists"))
+        if matcher is None or not isinstance(tests, dict):
+            return False
+        for key, patterns in tests.items():
+            value = keys.get(key.lower())
+            if value is None:
+                if if_exists:
+                    continue
+                return False
+            patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+            negated = operator.startswith("StringNot")
+            matched = [matcher(value, str(pattern)) for pattern in patterns]
+            if not (all(matched) if negated else any(matched)):
+                return False
+    return True
+
+
+def _arn_like(value: str, pattern: str) -> bool:
+    # ArnLike compares each of the six colon-separated parts, wildcards within a part.
+    values, patterns = value.split(":", 5), pattern.split(":", 5)
+    return len(values) == len(patterns) == 6 and all(
+        _like(part, wanted) for part, wanted in zip(values, patterns)
+    )
+
+
+def _like(value: str, pattern: str) -> bool:
+    # IAM's wildcards are * and ? only (no character classes, unlike fnmatch).
+    regex = "".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def partition_of(region: str) -> str:
+    from moto.utilities.utils import get_partition
+
+    return get_partition(region)
+
+
+def service_context(account: str, source_arn: str) -> dict[str, str]:
+    """The condition keys a service's AssumeRole carries when it acts for ``source_arn``."""
+    return {"aws:SourceAccount": account, "aws:SourceArn": source_arn}
 
 
 # --------------------------------------------------------------------------- data-plane authorization

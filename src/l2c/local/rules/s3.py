@@ -77,3 +77,46 @@ def bucket_names_are_global(call: Call) -> None:
     if not (call.region == LEGACY_REGION and bucket_region(owner, name) == LEGACY_REGION):
         raise AwsError("BucketAlreadyOwnedByYou", ALREADY_YOURS, 409, BucketName=name)
     return None
+
+
+# --------------------------------------------------------------------------- bucket owner condition
+
+EXPECTED_OWNER_HEADER = "x-amz-expected-bucket-owner"
+# The bucket and object calls l2c makes, and their read-back counterparts (botocore's s3 model
+# gives each an ExpectedBucketOwner member, sent as this header).
+OWNER_CONDITION_OPERATIONS = (
+    "HeadBucket", "DeleteBucket", "ListObjectsV2", "ListObjectVersions",
+    "HeadObject", "GetObject", "PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "GetObjectTagging",
+    "PutPublicAccessBlock", "GetPublicAccessBlock", "PutBucketEncryption", "GetBucketEncryption",
+    "PutBucketPolicy", "GetBucketPolicy", "PutBucketTagging", "GetBucketTagging",
+    "PutBucketVersioning", "GetBucketVersioning",
+)
+
+
+def addressed_bucket(call: Call) -> str:
+    """The bucket a call names: the Host's first label (virtual-hosted style) or the path's first part."""
+    if addressed_by_host(call):
+        return call.headers.get("host", "").split(".", 1)[0]
+    return call.params.get("Bucket", "")
+
+
+@RULES.before(
+    "s3", *OWNER_CONDITION_OPERATIONS,
+    id="s3.expected-bucket-owner",
+    source="S3 User Guide, 'Verifying bucket ownership with bucket owner condition'; botocore s3 model, "
+    "ExpectedBucketOwner (x-amz-expected-bucket-owner): 'If the account ID that you provide does not match the "
+    "actual owner of the bucket, the request fails with the HTTP status code 403 Forbidden (access denied)'",
+    summary="A call carrying ExpectedBucketOwner (the x-amz-expected-bucket-owner header) on a bucket another "
+    "account owns is refused with 403 AccessDenied 'Access Denied', before anything is read or written; moto "
+    "ignores the header. The body is not read: uploads still stream.",
+    test="tests/integration/test_deploy_safety.py::test_a_bucket_of_another_account_is_refused_by_the_owner_condition",
+    reads_body=False,
+)
+def bucket_owner_condition(call: Call) -> None:
+    expected = call.headers.get(EXPECTED_OWNER_HEADER)
+    if not expected:
+        return None
+    owner = bucket_owner(addressed_bucket(call))
+    if owner is not None and owner != expected.strip():
+        raise AwsError("AccessDenied", "Access Denied", 403)
+    return None

@@ -264,14 +264,18 @@ def _start_variant(account: str, region: str, endpoint: str, variant: dict) -> O
     if data is None:
         write_endpoint_log(account, region, endpoint, stream, [f"Failed to download model data from {url}: {problem}"])
         return Outcome(False, download_failed)
-    from l2c.artifact import load_artifact_bytes
+    from l2c.serving.sandbox import CheckUnavailable, check_artifact
 
+    # Checked in a child process, never loaded here: a booster that crashes XGBoost would
+    # otherwise take the whole local cloud down with it.
     try:
-        load_artifact_bytes(data)
-    except Exception as err:  # the container's own loader refusing it: the ping never answers 200
+        problem = check_artifact(data).reason
+    except CheckUnavailable as err:
+        problem = str(err)
+    if problem:  # the container's own loader refusing it: the ping never answers 200
         write_endpoint_log(account, region, endpoint, stream, [
             f"Downloaded model data from {url} ({len(data)} bytes)",
-            f"Unable to load model: {err}",
+            f"Unable to load model: {problem}",
             "Worker exited; /ping is not answering",
         ])
         # Source: aws/sagemaker-python-sdk#787, awslabs/llm-hosting-container#18.
@@ -527,13 +531,19 @@ def _finish_delete(account: str, region: str, name: str, endpoint) -> None:
            "CreateTransformJob ValidationException text in awslabs/predictive-maintenance-using-machine-learning#3; "
            "propagation delays in hashicorp/terraform-provider-aws#6566",
     summary="The execution role must exist, be older than IAM's propagation delay (~10 AWS seconds) and trust "
-            "sagemaker.amazonaws.com; otherwise ValidationException 'Could not assume role <arn>. Please ensure that "
+            "sagemaker.amazonaws.com for this account's model (Conditions on aws:SourceAccount and aws:SourceArn are "
+            "judged against the account and the model's ARN); otherwise ValidationException 'Could not assume role <arn>. Please ensure that "
             "the role exists and allows principal 'sagemaker.amazonaws.com' to assume the role.'",
 )
 def create_model_role(call: Call):
     arn = call.params.get("ExecutionRoleArn", "")
     role = iam_rules.find_role(call.account, arn)
-    if role is None or not iam_rules.is_propagated(role) or not iam_rules.trusts_service(role, SAGEMAKER_PRINCIPAL):
+    # SageMaker assumes the role for this account's model (its ARN in lower case, as SageMaker
+    # writes them): the trust policy's confused-deputy conditions are judged against that.
+    model_arn = (f"arn:{iam_rules.partition_of(call.region)}:sagemaker:{call.region}:{call.account}:model/"
+                 + str(call.params.get("ModelName", "")).lower())
+    context = iam_rules.service_context(call.account, model_arn)
+    if role is None or not iam_rules.is_propagated(role) or not iam_rules.trusts_service(role, SAGEMAKER_PRINCIPAL, context):
         raise AwsError(
             "ValidationException",
             f"Could not assume role {arn}. Please ensure that the role exists and allows principal "
