@@ -8,7 +8,9 @@ Three servers, two processes (and the Lambda workers' own):
   in a child process (:mod:`l2c.local.runtime_process`), so that it does not share a GIL with
   moto and the gateway, which stay together because the gateway reads Lambda code from moto's
   memory. The child sees moto's change count through shared memory, so a redeploy shows at
-  once there too, and it exits with this process however that ends
+  once there too, and it exits with this process however that ends. If it exits unasked (a
+  crash), it is started again on the same port (:mod:`l2c.local.runtime_supervisor`); what
+  happened is at ``GET /_l2c/runtime`` and in `l2c status`
 - execute-api gateway (l2c.local.gateway): the deployed REST API, API keys, usage plans and
   Lambda functions, on ``L2C_EXECUTE_API_URL``
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -31,11 +34,15 @@ from pathlib import Path
 from typing import Iterator
 
 from l2c.cloud.progress import ConsoleReporter
-from l2c.cloud.session import EXECUTE_API_URL_ENV, LOCAL_CREDENTIALS, LOCAL_REGION, local_cloud_file
+from l2c.cloud.session import EXECUTE_API_URL_ENV, LOCAL_CREDENTIALS, LOCAL_REGION, local_cloud_file, write_private
 from l2c.local import control_plane, data_planes
 from l2c.local.pace import PACE, PACE_ENV
+from l2c.local.runtime_supervisor import RuntimeRecord
 
 HOST = "127.0.0.1"
+# Every connection to the gateway is an open file: the usual soft limit (1024) would run out
+# before the gateway's connection cap, so it is raised towards this (as far as the hard limit lets).
+OPEN_FILES_WANTED = 65536
 log = logging.getLogger("l2c.local")
 
 
@@ -73,6 +80,8 @@ class LocalCloud:
         # and waits for it before the first call; everyone else gets a cloud that serves at once.
         self.wait_for_runtime = True
         self._moto = self._runtime = self._gateway = self._lambdas = None
+        # Kept across stop_runtime/start_runtime: crashes are the cloud's history, not one process's.
+        self.runtime_record = RuntimeRecord(HOST, self.ports.runtime)
 
     @property
     def control_plane_url(self) -> str:
@@ -107,6 +116,7 @@ class LocalCloud:
             (self.ports.api, "the API gateway"),
         ):
             control_plane.ensure_port_free(HOST, port, what)
+        raise_open_file_limit()
         try:
             self._start_servers()
         except BaseException:
@@ -138,10 +148,10 @@ class LocalCloud:
         self._lambdas = LambdaHost(
             session, self.control_plane_url, worker_env, control_plane.deployed_code, control_plane.write_logs
         )
-        gateway = Gateway(session, self.control_plane_url, self._lambdas)
+        gateway = Gateway(session, self.control_plane_url, self._lambdas, lambda: control_plane.changes.value)
         self._gateway = GatewayServer(gateway, HOST, self.ports.api).start()
         # One edge URL: the control-plane port serves every data plane too.
-        data_planes.add_runtime(self._moto.edge, self.runtime_url)
+        data_planes.add_runtime(self._moto.edge, self.runtime_url, self.runtime_record)  # and /_l2c/runtime
         data_planes.add_execute_api(self._moto.edge, gateway)
         data_planes.add_lambda_invoke(self._moto.edge, self._lambdas)
         data_planes.add_test_invoke(self._moto.edge, gateway)
@@ -158,18 +168,25 @@ class LocalCloud:
             self._runtime.wait_ready()
 
     def start_runtime(self, wait: bool = True) -> None:
-        """Start the inference runtime's process (again, after :meth:`stop_runtime`)."""
-        from l2c.local.runtime_process import RuntimeProcess
+        """Start the inference runtime's process (again, after :meth:`stop_runtime`), supervised:
+        should it exit unasked, it is started again."""
+        from l2c.local.runtime_supervisor import RuntimeSupervisor
 
         if self._runtime is not None:
             return
         control_plane.ensure_port_free(HOST, self.ports.runtime, "the inference runtime")
-        self._runtime = RuntimeProcess(HOST, self.ports.runtime, self.region, control_plane.changes, self.env).start()
+        self._runtime = RuntimeSupervisor(self._spawn_runtime, self.runtime_record).start()
         if wait:
             self._runtime.wait_ready()
 
+    def _spawn_runtime(self):
+        from l2c.local.runtime_process import RuntimeProcess
+
+        return RuntimeProcess(HOST, self.ports.runtime, self.region, control_plane.changes, self.env).start()
+
     def stop_runtime(self) -> None:
-        """Stop the inference runtime alone (the rest keeps serving; faults are tested so)."""
+        """Stop the inference runtime alone, and its supervision: it stays stopped until
+        :meth:`start_runtime` (the rest keeps serving; faults are tested so)."""
         runtime, self._runtime = self._runtime, None
         if runtime is not None:
             runtime.stop()
@@ -191,12 +208,8 @@ class LocalCloud:
 
     def write_state(self, path: Path | None = None) -> Path:
         """Tell other processes (`l2c deploy`, the test session) where this cloud listens."""
-        path = path or local_cloud_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(".tmp")
-        staging.write_text(json.dumps({"pid": os.getpid(), "env": self.env}, indent=2) + "\n")
-        staging.replace(path)
-        return path
+        # It holds the cloud's credentials: readable by this user only, as everything in .l2c/.
+        return write_private(path or local_cloud_file(), json.dumps({"pid": os.getpid(), "env": self.env}, indent=2) + "\n")
 
     def exports(self) -> list[str]:
         return [f"export {key}={value}" for key, value in self.env.items()]
@@ -208,6 +221,7 @@ def run_until_stopped(cloud: LocalCloud, state_file: Path | None = None, on_read
     previous = signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     path = None
     try:
+        remove_stale_state(state_file or local_cloud_file())
         cloud.start()
         path = cloud.write_state(state_file)
         if on_ready is not None:
@@ -221,6 +235,30 @@ def run_until_stopped(cloud: LocalCloud, state_file: Path | None = None, on_read
         cloud.stop()
         if path is not None:
             path.unlink(missing_ok=True)
+
+
+def remove_stale_state(path: Path) -> None:
+    """A state file whose cloud is gone (killed with SIGKILL, it could not remove it) is removed,
+    so nothing finds a cloud that no longer listens while this one starts."""
+    from l2c.local.lambdas import process_alive
+
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, KeyError, TypeError):
+        pid = None  # unreadable: no live cloud can be behind it
+    if pid is not None and pid != os.getpid() and process_alive(pid):
+        return  # another cloud's; the port check says whether it is in the way
+    path.unlink(missing_ok=True)
+    log.info("removed %s, left by a local cloud that did not stop (pid %s)", path, pid)
+
+
+def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 MIN_API_KEY_LENGTH = 20  # API Gateway refuses shorter key values (moto too)

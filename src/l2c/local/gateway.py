@@ -6,7 +6,9 @@ API from the control plane on every request (a redeploy shows at once):
 1. ``/{stage}/{path}`` (or ``/restapis/{api}/{stage}/_user_request_/{path}``, or a
    ``{api}.execute-api.*`` Host header) -> REST API, stage, resource and method; no route ->
    403 ``Missing Authentication Token``, as AWS answers.
-   Request line and headers over 10240 bytes together -> 431 before any routing.
+   Request line and headers over 10240 bytes together -> 431 before any routing; the HTTP front
+   end (:data:`GATEWAY_LIMITS`) bounds what a client may cost before that: head sizes, slow and
+   idle connections, the number of connections.
 2. A method that requires an API key gets one from ``x-api-key``: unknown, disabled, not in
    a usage plan of this stage, or created a few (paced) seconds ago -> 403 ``Forbidden``; over
    the plan's throttle (token bucket of rate and burst) or quota -> 429.
@@ -14,7 +16,8 @@ API from the control plane on every request (a redeploy shows at once):
    Gateway to invoke it from this method's ARN (else 500, as on AWS); the REST proxy event is
    built, the deployed function runs in its worker, and its answer is checked: not a proxy
    response -> 502 (``Malformed Lambda proxy response``), handler error or crash -> 502,
-   timeout -> 504.
+   timeout -> 504. A function already at its concurrency (Lambda throttles the call) -> 500 at
+   once: nothing waits for a function's executions, so a slow one holds up only its own callers.
 4. MOCK integrations (what the console's "Enable CORS" makes for OPTIONS): the request
    template's ``statusCode`` selects the integration response, whose static header values and
    response template answer.
@@ -34,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -41,11 +46,15 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from resource import RLIM_INFINITY, RLIMIT_NOFILE, getrlimit
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from l2c.local.lambdas import MAX_WORKERS_PER_FUNCTION, InvocationCrashed, InvocationTimeout, LambdaHost
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from l2c.local.lambdas import InvocationCrashed, InvocationThrottled, InvocationTimeout, LambdaHost
 from l2c.local.rules import apigateway as apigateway_rules
+from l2c.serving.http_limits import HEADER_TOO_LARGE, TIMED_OUT, URI_TOO_LARGE, HttpLimits, LimitedHttpProtocol
 from l2c.serving.server import RunningServer, start_in_thread
 
 # API Gateway's limits: 10 MB payload, 29 s integration timeout.
@@ -138,12 +147,16 @@ class TokenBucket:
 
 
 class Gateway:
-    def __init__(self, boto_session, control_plane_url: str, lambdas: LambdaHost):
+    def __init__(self, boto_session, control_plane_url: str, lambdas: LambdaHost, change_count=None):
+        """``change_count() -> int``: moto's count of changes (l2c.local.control_plane.changes);
+        while it stands still, the index of API keys is not rebuilt."""
         self._apigateway = boto_session.client("apigateway", endpoint_url=control_plane_url)
         self._lambdas = lambdas
         self._buckets: dict[tuple, TokenBucket] = {}
         self._quota_used: dict[tuple, int] = {}
         self._limits_lock = threading.Lock()
+        self._change_count = change_count
+        self._keys: tuple[int | None, dict[bytes, dict]] = (None, {})
 
     # ----------------------------------------------------------------------- one request
 
@@ -188,6 +201,15 @@ class Gateway:
         started = time.monotonic()
         try:
             invocation = self._lambdas.invoke(config, event, timeout)
+        except InvocationThrottled:
+            # What API Gateway answers when Lambda throttles the call (429 TooManyRequestsException
+            # "Rate Exceeded."): 500 Internal server error (AWS knowledge center, "How do I
+            # troubleshoot issues for API Gateway endpoints that integrate with Lambda?",
+            # "Throttling occurs").
+            log.warning("%s throttled: its concurrency is in use", config["FunctionName"])
+            trace.add("Lambda invocation failed with status: 429")
+            trace.add("Execution failed due to configuration error: Rate Exceeded.")
+            raise _configuration_error() from None
         except InvocationTimeout:
             trace.add("Execution failed due to a timeout error")
             raise GatewayError(504, "Endpoint request timed out", "IntegrationTimeout", "INTEGRATION_TIMEOUT") from None
@@ -338,12 +360,26 @@ class Gateway:
         return key
 
     def _find_key(self, value: str) -> dict | None:
-        paginator = self._apigateway.get_paginator("get_api_keys")
-        for page in paginator.paginate(includeValues=True):
+        """The enabled key with this value: one look-up by the value's digest, then a constant-time
+        comparison, so the time taken tells a caller neither how many keys exist nor how much of
+        a guess was right."""
+        key = self._key_index().get(_digest(value))
+        if key is None or not hmac.compare_digest(key["value"].encode(), value.encode()):
+            return None
+        return key
+
+    def _key_index(self) -> dict[bytes, dict]:
+        seen = self._change_count() if self._change_count is not None else None
+        kept_at, index = self._keys
+        if seen is not None and kept_at == seen:
+            return index
+        index = {}
+        for page in self._apigateway.get_paginator("get_api_keys").paginate(includeValues=True):
             for key in page["items"]:
-                if key.get("value") == value and key.get("enabled"):
-                    return key
-        return None
+                if key.get("enabled") and key.get("value"):
+                    index.setdefault(_digest(key["value"]), key)  # the first listed wins, as AWS's scan
+        self._keys = (seen, index)
+        return index
 
     def _charge(self, plan: dict, key_id: str) -> None:
         """Count one request against the plan: quota first (429 Limit Exceeded), then the throttle."""
@@ -576,6 +612,10 @@ def _split_target(request: Request) -> tuple[str | None, str, str]:
     return (host["api"] if host else None), stage, "/" + unquote(rest)
 
 
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
 def _specificity(resource: dict) -> tuple[int, int]:
     segments = [segment for segment in resource["path"].split("/") if segment]
     literal = sum(1 for segment in segments if not segment.startswith("{"))
@@ -776,10 +816,11 @@ class _GatewayApp:
     def __init__(self, gateway: Gateway, client_timeout_s: float):
         self.gateway = gateway
         self.client_timeout_s = client_timeout_s
-        # Gateway.handle blocks until a Lambda worker answers (up to 29 s); each function has
-        # at most MAX_WORKERS_PER_FUNCTION workers, so this many threads keep several functions
-        # busy at once while a hung one cannot starve the event loop of threads.
-        self.executor = ThreadPoolExecutor(8 * MAX_WORKERS_PER_FUNCTION, thread_name_prefix="l2c-gateway")
+        # Gateway.handle holds its thread while a function runs (up to 29 s), but never waits for
+        # one to be free: past its concurrency a function is throttled at once. So the threads
+        # busy with functions are at most the executions Lambda lets run, and routing, key checks
+        # and refusals (milliseconds each) always find a thread among these (made as needed).
+        self.executor = ThreadPoolExecutor(GATEWAY_THREADS, thread_name_prefix="l2c-gateway")
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] != "http":
@@ -827,31 +868,101 @@ class _GatewayApp:
 
 
 # ASGI lower-cases header names, but API Gateway hands the function the names as the client
-# sent them (``event["headers"]["X-Caller"]``), so the httptools protocol also keeps them.
+# sent them (``event["headers"]["X-Caller"]``), so the protocol also keeps them.
 _RAW_NAMES = "l2c.raw_header_names"
+GATEWAY_THREADS = 256
+
+# What one client may cost the gateway before any routing, as API Gateway's front end bounds it.
+# AWS's figures ("Quotas for configuring and running a REST API in API Gateway"): the URL of a
+# regional API at most 10240 characters, request line and header values together at most 10240
+# bytes (check_header_size, which answers 431), a 10 MB payload (MAX_BODY_BYTES). A head is read
+# no further than HEAD_BYTES (twice that: room for the header names and separators the AWS count
+# leaves out), so a 64 MB header costs nothing but its refusal, the same 431. AWS publishes no
+# header, body or idle timeouts for REST APIs, nor a connection cap: ours are 30 s of silence
+# (answered 408, as a load balancer answers), 30 s idle between requests, and 2048 connections
+# (fewer when the process may open fewer files: CONNECTION_SHARE of them).
+HEAD_BYTES = 2 * MAX_HEADER_BYTES
+GATEWAY_LIMITS = HttpLimits(
+    request_line_bytes=MAX_HEADER_BYTES,
+    header_line_bytes=HEAD_BYTES,
+    head_bytes=HEAD_BYTES,
+    request_line_status=431,
+    header_seconds=CLIENT_TIMEOUT_S,
+    body_seconds=CLIENT_TIMEOUT_S,
+    keep_alive_seconds=CLIENT_TIMEOUT_S,
+    answer_timeouts=True,
+    max_connections=2048,
+    linger_seconds=30.0,
+    linger_idle_seconds=5.0,
+)
+# Connections may take at most this share of the process's open-file limit: moto, the Lambda
+# workers' pipes and the edge need the rest.
+CONNECTION_SHARE = 0.25
+# The front end's refusals in the gateway's own words and shape (JSON, as its other errors).
+_FRONT_END_ANSWERS = {
+    HEADER_TOO_LARGE[1]: (431, "Request Header Fields Too Large", "RequestHeaderFieldsTooLarge"),
+    URI_TOO_LARGE[1]: (431, "Request Header Fields Too Large", "RequestHeaderFieldsTooLarge"),
+    TIMED_OUT[1]: (408, "Request Timeout", None),
+}
 
 
-def _protocol_options() -> dict:
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # h11 fallback: names arrive lower-cased
-        return {}
+class GatewayHttpProtocol(LimitedHttpProtocol):
+    """uvicorn's httptools protocol with the gateway's limits, keeping header names as sent."""
 
-    class CasePreservingProtocol(HttpToolsProtocol):
-        def on_header(self, name: bytes, value: bytes) -> None:
-            super().on_header(name, value)
-            self.scope.setdefault(_RAW_NAMES, []).append(name.decode("latin-1"))
+    limits = GATEWAY_LIMITS
 
-    return {"http": CasePreservingProtocol}
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.scope.setdefault(_RAW_NAMES, []).append(name.decode("latin-1"))
+
+    def _write_page(self, status: int, title: str) -> None:
+        answer = _FRONT_END_ANSWERS.get(title)
+        if answer is None:  # a malformed request: the front end's plain 400
+            super()._write_page(status, title)
+            return
+        status, message, error_type = answer
+        self._socket.write(refusal_bytes(status, message, error_type, self.server_state.default_headers))
+
+
+def refusal_bytes(status: int, message: str, error_type: str | None, default_headers=()) -> bytes:
+    body = json.dumps({"message": message}).encode()
+    lines = [STATUS_LINE[status]]
+    for name, value in default_headers:
+        lines.append(name + b": " + value + b"\r\n")
+    headers = {"content-type": "application/json", "x-amzn-RequestId": str(uuid.uuid4())}
+    if error_type:
+        headers["x-amzn-ErrorType"] = error_type
+    headers |= {"content-length": str(len(body)), "connection": "close"}
+    lines += [f"{name}: {value}\r\n".encode() for name, value in headers.items()]
+    return b"".join(lines) + b"\r\n" + body
+
+
+def protocol_with(limits: HttpLimits) -> type[GatewayHttpProtocol]:
+    """The gateway's protocol with other limits (short timeouts in tests), and a connection cap
+    the process's open-file limit can hold."""
+    limits = replace(limits, max_connections=min(limits.max_connections, connection_budget()))
+    if limits == GatewayHttpProtocol.limits:
+        return GatewayHttpProtocol
+    return type("GatewayHttpProtocol", (GatewayHttpProtocol,), {"limits": limits})
+
+
+def connection_budget() -> int:
+    soft, _ = getrlimit(RLIMIT_NOFILE)
+    return GATEWAY_LIMITS.max_connections if soft == RLIM_INFINITY else max(16, int(soft * CONNECTION_SHARE))
 
 
 class GatewayServer:
     """The gateway on host:port, served by uvicorn from a background thread."""
 
-    def __init__(self, gateway: Gateway, host: str, port: int):
-        self.app = _GatewayApp(gateway, CLIENT_TIMEOUT_S)
+    def __init__(self, gateway: Gateway, host: str, port: int, limits: HttpLimits = GATEWAY_LIMITS):
+        self.app = _GatewayApp(gateway, limits.body_seconds)
         self.host, self.port = host, port
+        self.protocol = protocol_with(limits)
         self.running: RunningServer | None = None
+
+    @property
+    def limits(self) -> HttpLimits:
+        return self.protocol.limits
 
     @property
     def client_timeout_s(self) -> float:
@@ -862,8 +973,7 @@ class GatewayServer:
         self.app.client_timeout_s = seconds
 
     def start(self) -> "GatewayServer":
-        self.running = start_in_thread(self.app, self.host, self.port, timeout_keep_alive=CLIENT_TIMEOUT_S,
-                                       **_protocol_options())
+        self.running = start_in_thread(self.app, self.host, self.port, limits=self.limits, http=self.protocol)
         return self
 
     @property

@@ -11,7 +11,12 @@ and answers as the Lambda API reference's Invoke page says:
 - ``LogType: Tail``: ``X-Amz-Log-Result`` holds the last 4 KB of the invocation's log, base64;
 - an unknown function is ``ResourceNotFoundException`` 404, a payload over 6 MB
   ``RequestEntityTooLargeException`` 413, a function still Pending ``ResourceConflictException``
-  409, a body that is not JSON ``InvalidRequestContentException`` 400.
+  409, a body that is not JSON ``InvalidRequestContentException`` 400;
+- a function already running as many executions as its concurrency allows (its reservation, or
+  the local account's unreserved pool: :mod:`l2c.local.lambdas`) is ``TooManyRequestsException``
+  429 "Rate Exceeded." with its ``Reason``, at once. An ``Event`` invocation is not refused: Lambda
+  keeps throttled events and retries them, so here it waits for an execution to end (up to
+  :data:`EVENT_THROTTLE_WAIT_S`), then is dropped with a log line.
 
 ``FunctionName`` may be a name, an ARN or a partial ARN (``123456789012:function:name``).
 """
@@ -29,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
 from l2c.local.edge import EdgeRequest, account_of
-from l2c.local.lambdas import InvocationCrashed, InvocationTimeout, LambdaHost
+from l2c.local.lambdas import InvocationCrashed, InvocationThrottled, InvocationTimeout, LambdaHost
 from l2c.local.rules import AwsError, Reply
 from l2c.local.rules import awslambda as lambda_rules
 
@@ -42,6 +47,9 @@ SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024
 ASYNC_PAYLOAD_LIMIT = 1024 * 1024
 LOG_TAIL_BYTES = 4096
 EXECUTED_VERSION = "$LATEST"
+# Lambda retries a throttled asynchronous event for up to 6 hours (MaximumEventAgeInSeconds);
+# locally a waiting event holds one of the few background threads, so it waits less.
+EVENT_THROTTLE_WAIT_S = 60.0
 log = logging.getLogger("l2c.local.lambda_api")
 
 
@@ -85,7 +93,10 @@ class LambdaInvoke:
         return self._run(config, event, tail=request.header("x-amz-log-type") == "Tail")
 
     def _run(self, config: dict, event, tail: bool) -> Reply:
-        outcome = run(self.host, config, event)
+        try:
+            outcome = run(self.host, config, event)
+        except InvocationThrottled as throttled:
+            raise throttled_error(throttled) from None
         headers = _headers()
         if outcome.error:
             headers.append(("X-Amz-Function-Error", "Unhandled"))
@@ -95,7 +106,10 @@ class LambdaInvoke:
 
     def _run_in_background(self, config: dict, event) -> None:
         try:
-            run(self.host, config, event)
+            run(self.host, config, event, wait_s=EVENT_THROTTLE_WAIT_S)
+        except InvocationThrottled:
+            log.warning("asynchronous invocation of %s dropped: still throttled after %.0f s",
+                        config["FunctionName"], EVENT_THROTTLE_WAIT_S)
         except Exception:  # nobody waits for an Event invocation; its failure goes to the log
             log.exception("asynchronous invocation of %s failed", config["FunctionName"])
 
@@ -108,11 +122,17 @@ class Outcome:
         self.payload, self.error, self.log_lines = payload, error, log_lines
 
 
-def run(host: LambdaHost, config: dict, event) -> Outcome:
-    """One synchronous invocation, with Lambda's error objects for what went wrong in the function."""
+def throttled_error(throttled: InvocationThrottled) -> AwsError:
+    """Invoke's answer past the function's concurrency (botocore's lambda model: Reason, Type)."""
+    return AwsError("TooManyRequestsException", "Rate Exceeded.", 429, Reason=throttled.reason, Type="User")
+
+
+def run(host: LambdaHost, config: dict, event, wait_s: float = 0.0) -> Outcome:
+    """One invocation, with Lambda's error objects for what went wrong in the function
+    (InvocationThrottled, which is Lambda's refusal rather than the function's, is raised)."""
     timeout = float(config.get("Timeout", 3))
     try:
-        invocation = host.invoke(config, event, timeout)
+        invocation = host.invoke(config, event, timeout, wait_s)
     except InvocationTimeout as timed_out:
         message = f"{_timestamp()} {timed_out.request_id} Task timed out after {timeout:.2f} seconds"
         return Outcome({"errorMessage": message}, True, timed_out.log_lines)

@@ -1,7 +1,7 @@
 """One Lambda execution environment: imports the deployed handler once, then serves invocations.
 
-Started by the local gateway as ``python -I lambda_runner.py TASK_ROOT HANDLER`` with the
-function's environment and nothing else, in a folder holding the unzipped deployment package;
+Started by the local gateway as ``python -I lambda_runner.py TASK_ROOT HANDLER PARENT_PID`` with
+the function's environment and nothing else, in a folder holding the unzipped deployment package;
 like Lambda's Python runtime it keeps module state (a boto3 client made at import time, say)
 between invocations. Standard library only: nothing of l2c is importable here, as on AWS.
 
@@ -10,16 +10,22 @@ one JSON request per line on stdin, one JSON reply per line, both on the origina
 File descriptor 1 is then pointed at stderr, so whatever the handler prints goes to the log
 stream (as on Lambda) and cannot corrupt a reply. After each invocation a marker line on stderr
 tells the gateway where that invocation's log ends.
+
+It exits as soon as the cloud's process is gone, however that ended (SIGKILL too): an idle
+runner sees end of file on stdin, and a busy one (a handler sleeping for minutes) is stopped by
+a thread that notices it has a new parent. No execution environment outlives its cloud.
 """
 
 import importlib
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 
 LOG_END_MARKER = "\x00l2c-invocation-end"
+PARENT_CHECK_S = 0.5
 
 
 class LambdaContext:
@@ -69,8 +75,17 @@ def invoke(handler, request: dict) -> dict:
     return {"ok": True, "result": result}
 
 
+def exit_with_parent(parent_pid: int) -> None:
+    # An orphan is adopted by another process (init, or a subreaper): its parent pid changes.
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
 def main() -> None:
     task_root, handler_name = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3:
+        threading.Thread(target=exit_with_parent, args=(int(sys.argv[3]),), daemon=True).start()
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

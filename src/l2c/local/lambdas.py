@@ -12,8 +12,17 @@ A worker runs with the function's role, as on Lambda: its AWS_ACCESS_KEY_ID, AWS
 and AWS_SESSION_TOKEN are temporary credentials of that role, from STS AssumeRole on the control
 plane (kept per role until shortly before they expire, so starting a worker stays cheap).
 
+Concurrency, as Lambda counts it: each execution running at once holds one worker. A function
+with reserved concurrency (PutFunctionConcurrency) runs at most that many at once (0: none);
+every other function draws from the local account's unreserved pool of
+:data:`UNRESERVED_CONCURRENCY`. An invocation past its function's limit is refused at once with
+:class:`InvocationThrottled` (Lambda's 429 ``TooManyRequestsException`` "Rate Exceeded."),
+never queued: Lambda does not queue synchronous invocations, and a queue here would hold up
+every caller of the gateway behind one slow function.
+
 What differs from AWS: the worker runs this machine's Python (not the function's runtime
-image), with no memory limit.
+image), with no memory limit; the local account's concurrency is 10, not AWS's default 1,000
+(each execution is a process on this machine), and reservations are not taken out of it.
 """
 
 from __future__ import annotations
@@ -33,15 +42,26 @@ import threading
 import time
 import uuid
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from l2c.local.lambda_runner import LOG_END_MARKER
 
 RUNNER = Path(__file__).with_name("lambda_runner.py")
-MAX_WORKERS_PER_FUNCTION = 4
+# Lambda quotas page: "Concurrent executions: 1,000" by default, and "New AWS accounts have
+# reduced concurrency ... quotas". Locally each execution is a process, so the unreserved pool
+# the functions share is small; a reservation gives its function its own count instead.
+UNRESERVED_CONCURRENCY = 10
+# Where each function's unpacked code lives while this process runs; a folder whose process is
+# gone (killed with SIGKILL, say) is removed by the next LambdaHost.
+ROOT_PREFIX = "l2c-lambda-"
 MARKER_WAIT_S = 1.0
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase, which the function's timeout excludes
+# CloudWatch Logs keeps a log group's events for its retention period (forever by default);
+# locally each worker's log stream keeps its newest events only (some 500 invocations' worth),
+# so the cloud's memory stays flat however long it serves.
+LOG_EVENTS_PER_STREAM = 2_000
 # Role credentials are renewed this long before they expire, so a worker never starts with stale ones.
 CREDENTIALS_MARGIN_S = 300.0
 log = logging.getLogger("l2c.local.lambdas")
@@ -60,6 +80,16 @@ class InvocationCrashed(Exception):
     request_id = ""
     log_lines: list[str] = []
     exit_code: int | None = None  # the runtime process's, when it died
+
+
+class InvocationThrottled(Exception):
+    """The function is already running as many executions as its concurrency allows.
+
+    ``reason`` is Lambda's TooManyRequestsException Reason (botocore's lambda model)."""
+
+    def __init__(self, reason: str):
+        super().__init__("Rate Exceeded.")
+        self.reason = reason
 
 
 def _exited(code: int | None) -> InvocationCrashed:
@@ -89,7 +119,7 @@ class Worker:
         self._buffer = b""
         self._ready = False
         self.process = subprocess.Popen(
-            [sys.executable, "-I", str(RUNNER), str(task_root), handler],
+            [sys.executable, "-I", str(RUNNER), str(task_root), handler, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -160,14 +190,55 @@ class Worker:
                 pass
 
 
+class Concurrency:
+    """How many executions run at once: each reserved function on its own count, the others in
+    one shared pool (Lambda's unreserved account concurrency)."""
+
+    def __init__(self, unreserved: int):
+        self.unreserved = unreserved
+        self._running: dict[str | None, int] = {}  # a reserved function's ARN, or None for the pool
+        self._freed = threading.Condition()
+
+    @contextmanager
+    def execution(self, arn: str, reserved: int | None, wait_s: float = 0.0):
+        """Hold one execution for the block; past the limit, wait up to ``wait_s`` for one to end,
+        then raise InvocationThrottled."""
+        count = arn if reserved is not None else None
+        limit = self.unreserved if reserved is None else reserved
+        deadline = time.monotonic() + wait_s
+        with self._freed:
+            while self._running.get(count, 0) >= limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise InvocationThrottled(
+                        "ConcurrentInvocationLimitExceeded" if reserved is None
+                        else "ReservedFunctionConcurrentInvocationLimitExceeded"
+                    )
+                self._freed.wait(remaining)
+            self._running[count] = self._running.get(count, 0) + 1
+        try:
+            yield
+        finally:
+            with self._freed:
+                self._running[count] -= 1
+                if not self._running[count]:
+                    del self._running[count]
+                self._freed.notify_all()
+
+    def running(self) -> int:
+        with self._freed:
+            return sum(self._running.values())
+
+
 class LambdaHost:
     """Invokes functions deployed to the control plane, each in its own worker processes."""
 
     def __init__(self, boto_session, control_plane_url: str, cloud_env: dict[str, str], code_of, write_logs=None):
         """``cloud_env``: the AWS_* variables that point a worker back at this cloud.
         ``code_of(function_arn) -> bytes``: the deployed zip.
-        ``write_logs(function_arn, group, stream, events)``: stores log events without a round
-        trip (the control plane's own store); None sends them with PutLogEvents."""
+        ``write_logs(function_arn, group, stream, events, keep)``: stores log events without a
+        round trip (the control plane's own store), keeping the stream's newest ``keep``; None
+        sends them with PutLogEvents."""
         self._lambda = boto_session.client("lambda", endpoint_url=control_plane_url)
         self._sts = boto_session.client("sts", endpoint_url=control_plane_url)
         self._credentials: dict[str, tuple[float, dict[str, str]]] = {}
@@ -175,15 +246,24 @@ class LambdaHost:
         self._cloud_env = cloud_env
         self._code_of = code_of
         self._write_logs = write_logs
-        self._root = Path(tempfile.mkdtemp(prefix="l2c-lambda-"))
+        remove_stale_roots()
+        self._root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
         self._lock = threading.Lock()
         self._idle: dict[str, list[Worker]] = {}
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self.concurrency = Concurrency(UNRESERVED_CONCURRENCY)
         self._workers: set[Worker] = set()
         self._log_streams: set[tuple[str, str]] = set()
 
     def configuration(self, function: str) -> dict:
         return self._lambda.get_function_configuration(FunctionName=function)
+
+    def reserved_concurrency(self, function: str) -> int | None:
+        """The function's reserved concurrency (PutFunctionConcurrency), None when it has none."""
+        try:
+            reserved = self._lambda.get_function_concurrency(FunctionName=function).get("ReservedConcurrentExecutions")
+        except self._lambda.exceptions.ResourceNotFoundException:
+            return None
+        return None if reserved is None else int(reserved)
 
     def resource_policy(self, function: str) -> list[dict]:
         try:
@@ -191,11 +271,12 @@ class LambdaHost:
         except self._lambda.exceptions.ResourceNotFoundException:
             return []
 
-    def invoke(self, config: dict, event: dict, timeout_s: float) -> Invocation:
-        """Run one invocation; raises InvocationTimeout or InvocationCrashed."""
+    def invoke(self, config: dict, event: dict, timeout_s: float, wait_s: float = 0.0) -> Invocation:
+        """Run one invocation; raises InvocationThrottled (at once, unless ``wait_s`` lets it wait
+        for a running execution to end), InvocationTimeout or InvocationCrashed."""
         arn = config["FunctionArn"]
         request_id = str(uuid.uuid4())
-        with self._slot(arn):
+        with self.concurrency.execution(arn, self.reserved_concurrency(arn), wait_s):
             worker = self._checkout(config)
             started = time.monotonic()
             request = {
@@ -223,10 +304,6 @@ class LambdaHost:
         duration = (time.monotonic() - started) * 1000
         payload = reply.get("result") if reply.get("ok") else {k: v for k, v in reply.items() if k != "ok"}
         return Invocation(bool(reply.get("ok")), payload, duration, request_id, lines)
-
-    def _slot(self, arn: str) -> threading.BoundedSemaphore:
-        with self._lock:
-            return self._slots.setdefault(arn, threading.BoundedSemaphore(MAX_WORKERS_PER_FUNCTION))
 
     def _checkout(self, config: dict) -> Worker:
         arn, key = config["FunctionArn"], self._worker_key(config)
@@ -346,7 +423,7 @@ class LambdaHost:
         events = [{"timestamp": now, "message": line} for line in lines]
         try:
             if self._write_logs is not None:
-                self._write_logs(config["FunctionArn"], group, stream, events)
+                self._write_logs(config["FunctionArn"], group, stream, events, LOG_EVENTS_PER_STREAM)
                 return
             self._ensure_log_stream(group, stream)
             self._logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
@@ -374,6 +451,29 @@ class LambdaHost:
         for worker in workers:
             worker.kill()
         shutil.rmtree(self._root, ignore_errors=True)
+
+
+def remove_stale_roots() -> None:
+    """Remove the code folders of Lambda hosts whose process is gone (killed, so it could not)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*-*"):
+        pid = folder.name.removeprefix(ROOT_PREFIX).split("-", 1)[0]
+        try:
+            mine = folder.is_dir() and folder.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("removed %s, left by a local cloud that did not stop (pid %s)", folder, pid)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
 
 
 def _extract_zip(code: bytes, target: Path) -> None:
