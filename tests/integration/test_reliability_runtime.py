@@ -109,8 +109,10 @@ def kill(pid: int, sig: signal.Signals) -> None:
 
 
 def runtime_processes() -> list[psutil.Process]:
+    # This module's cloud runs in this process, so its runtime is a direct child; the session's
+    # cloud (another process) has a runtime of its own further down.
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for child in psutil.Process().children(recursive=False):
         try:
             if "l2c.local.runtime_process" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
                 found.append(child)
