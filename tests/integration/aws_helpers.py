@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import textwrap
 import uuid
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 LAMBDA_TRUST = {
@@ -59,3 +61,21 @@ def run_newman(base_url: str, api_key: str, report: Path) -> dict:
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     return json.loads(report.read_text())["run"]["stats"]
+
+
+@contextmanager
+def own_local_cloud(state_dir: Path, pace: float | None = None):
+    """A LocalCloud of this test module, in this process on free ports (so parts of it can be
+    stopped and restarted); it points this process's boto3 at itself, and the environment is
+    put back when it stops."""
+    from l2c.local.cloud import LocalCloud, Ports
+
+    saved = dict(os.environ)
+    os.environ["L2C_STATE_DIR"] = str(state_dir)
+    cloud = LocalCloud(Ports.free(), pace=pace).start()
+    try:
+        yield cloud
+    finally:
+        cloud.stop()
+        os.environ.clear()
+        os.environ.update(saved)

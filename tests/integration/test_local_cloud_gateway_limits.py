@@ -30,13 +30,13 @@ import boto3
 import httpx
 import psutil
 import pytest
-from aws_helpers import LAMBDA_TRUST, zipped
+from aws_helpers import LAMBDA_TRUST, own_local_cloud, zipped
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from l2c.cloud.session import LOCAL_CREDENTIALS
 from l2c.local import lambdas
-from l2c.local.cloud import HOST, LocalCloud, Ports
+from l2c.local.cloud import HOST, Ports
 from l2c.local.gateway import CLIENT_TIMEOUT_S, GATEWAY_LIMITS, MAX_HEADER_BYTES, GatewayServer
 
 STAGE = "dev"
@@ -66,15 +66,8 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    saved = dict(os.environ)
-    os.environ["L2C_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
-    local = LocalCloud(Ports.free(), pace=0.002).start()
-    try:
+    with own_local_cloud(tmp_path_factory.mktemp("state"), pace=0.002) as local:
         yield local
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def client(cloud, service: str, config: Config | None = None):

@@ -27,23 +27,19 @@ from l2c.cloud import inventory, stack
 from l2c.cloud.apigateway import Limits
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, connect
-from l2c.local.cloud import HOST, LocalCloud, Ports
+from aws_helpers import own_local_cloud
+from l2c.local.cloud import HOST
 
 BODY = {"data": "5.1,3.5,1.4,0.2"}
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    saved = dict(os.environ)
-    os.environ["L2C_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
-    local = LocalCloud(Ports.free()).start()  # also points this process's boto3 at it
-    try:
-        yield local
-    finally:
-        resume_stopped_workers()
-        local.stop()
-        os.environ.clear()
-        os.environ.update(saved)
+    with own_local_cloud(tmp_path_factory.mktemp("state")) as local:
+        try:
+            yield local
+        finally:
+            resume_stopped_workers()
 
 
 @pytest.fixture

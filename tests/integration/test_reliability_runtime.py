@@ -27,7 +27,8 @@ from l2c.cloud import inventory, stack
 from l2c.cloud.apigateway import Limits
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, connect
-from l2c.local.cloud import HOST, LocalCloud, Ports
+from aws_helpers import own_local_cloud
+from l2c.local.cloud import HOST
 from l2c.local.demo import TUTORIAL_BODIES
 from l2c.local.runtime_supervisor import FIRST_DELAY_S, MAX_DELAY_S
 
@@ -36,15 +37,8 @@ BACK_WITHIN_S = 20.0  # the longest backoff (5 s) plus a runtime's start (~2 s h
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    saved = dict(os.environ)
-    os.environ["L2C_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
-    local = LocalCloud(Ports.free()).start()  # also points this process's boto3 at it
-    try:
+    with own_local_cloud(tmp_path_factory.mktemp("state")) as local:
         yield local
-    finally:
-        local.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="module")
