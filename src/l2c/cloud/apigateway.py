@@ -186,6 +186,25 @@ def ensure_stage_deployed(session: CloudSession, api_id: str, stage: str = STAGE
     return True
 
 
+def ensure_stage_throttling(session: CloudSession, api_id: str, limits: Limits, stage: str = STAGE) -> bool:
+    """Stage-wide throttling of every method (method settings ``*/*``); True when it changed.
+
+    A usage plan throttles only requests that carry its key, and AWS calls those limits best
+    effort (API Gateway Developer Guide, "Throttle requests to your REST APIs"): a public API
+    would have no limit at all but the account's. The stage-wide one holds for every caller
+    together, with or without a key."""
+    settings = ((get_stage(session, api_id, stage) or {}).get("methodSettings") or {}).get("*/*") or {}
+    wanted = {"rateLimit": float(limits.rate_limit), "burstLimit": int(limits.burst_limit)}
+    current = {"rateLimit": settings.get("throttlingRateLimit"), "burstLimit": settings.get("throttlingBurstLimit")}
+    patches = [
+        {"op": "replace", "path": f"/*/*/throttling/{name}", "value": str(value)}
+        for name, value in wanted.items() if current[name] is None or float(current[name]) != float(value)
+    ]
+    if patches:
+        session.client("apigateway").update_stage(restApiId=api_id, stageName=stage, patchOperations=patches)
+    return bool(patches)
+
+
 def get_stage(session: CloudSession, api_id: str, stage: str = STAGE) -> dict | None:
     return get_if_present(
         lambda: session.client("apigateway").get_stage(restApiId=api_id, stageName=stage), NOT_FOUND

@@ -443,6 +443,11 @@ def _ensure_route(stack: Stack) -> str:
     function = functions.function_name(name)
     stack.changed("invoke permission", functions.allow_invoke_from(session, function, f"l2c-{name}-apigateway", source_arn))
     stack.changed(f"stage {apigateway.STAGE} deployed", apigateway.ensure_stage_deployed(session, api_id))
+    limits = stack.options.limits
+    stack.changed(
+        f"stage {apigateway.STAGE} throttled to {limits.rate_limit:g} requests/s (burst {limits.burst_limit}) for all callers",
+        apigateway.ensure_stage_throttling(session, api_id, limits),
+    )
     stack.reporter.step(f"API POST /{path} -> {function} (Lambda proxy), stage {apigateway.STAGE}")
     return api_id
 
@@ -517,7 +522,10 @@ def plan(name: str, session: CloudSession, options: DeployOptions | None = None)
         f"Lambda function {functions.function_name(name)} and its log group: per request and per GB of logs",
         f"API Gateway REST API {apigateway.API_NAME}, stage {apigateway.STAGE}, "
         + ("no API key (PUBLIC)" if options.public else "API key and usage plan")
-        + ": per request",
+        + f", every method throttled to {options.limits.rate_limit:g} requests/s for all callers: per request",
+        # Throttles are not a cost control (AWS calls them best effort); a budget alert is.
+        "tip: an AWS Budgets alert mails you when the month's cost passes a limit: "
+        "https://console.aws.amazon.com/billing/home#/budgets (or `aws budgets create-budget`)",
     ]
 
 

@@ -9,7 +9,9 @@ API from the control plane on every request (a redeploy shows at once):
    Request line and headers over 10240 bytes together -> 431 before any routing; the HTTP front
    end (:data:`GATEWAY_LIMITS`) bounds what a client may cost before that: head sizes, slow and
    idle connections, the number of connections.
-2. A method that requires an API key gets one from ``x-api-key``: unknown, disabled, not in
+2. The stage's method throttling (method settings ``*/*`` or the method's own: rate and
+   burst for every caller together) -> 429 past it. A method that requires an API key gets one
+   from ``x-api-key``: unknown, disabled, not in
    a usage plan of this stage, or created a few (paced) seconds ago -> 403 ``Forbidden``; over
    the plan's throttle (token bucket of rate and burst) or quota -> 429.
 3. Lambda proxy integrations (``AWS_PROXY``): the function's resource policy must allow API
@@ -29,7 +31,7 @@ TestInvokeMethod (:meth:`Gateway.test_invoke`) runs step 3 or 4 without key or s
 returns API Gateway's execution log.
 
 What differs from AWS: routes come from the API's current resources, not from the snapshot the
-stage's deployment froze; stage-level throttling, authorizers, request validation, VTL beyond
+stage's deployment froze; authorizers, request validation, VTL beyond
 static templates and HTTP/AWS (non-proxy) integrations are not served.
 """
 
@@ -175,6 +177,7 @@ class Gateway:
             raise GatewayError(413, "Request Too Long", "RequestTooLongException", "REQUEST_TOO_LARGE")
         check_header_size(request)
         route = self.route(request)
+        self._throttle_stage(route)
         key = self._check_key(route, request)
         return self.integrate(route, request, request_id, key, Trace(request_id))
 
@@ -393,6 +396,23 @@ class Gateway:
         if window is not None:
             with self._limits_lock:
                 self._quota_used[window] = self._quota_used.get(window, 0) + 1
+
+    def _throttle_stage(self, route: Route) -> None:
+        """The stage's method throttling (its ``*/*`` method settings, or the method's own), for
+        every caller together, key or not; over it -> 429, as API Gateway answers."""
+        settings = route.stage.get("methodSettings") or {}
+        own = settings.get(route.resource.get("path", "").replace("/", "~1") + "/" + route.verb)
+        found = own or settings.get("*/*") or {}
+        rate, burst = found.get("throttlingRateLimit"), found.get("throttlingBurstLimit")
+        if rate is None or burst is None or float(rate) < 0:
+            return
+        key = ("stage", route.api_id, route.stage.get("stageName"), float(rate), int(burst))
+        with self._limits_lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(float(rate), int(burst))
+        if not bucket.take():
+            raise GatewayError(429, "Too Many Requests", "TooManyRequestsException", "THROTTLED")
 
     def _bucket(self, plan: dict, key_id: str) -> TokenBucket | None:
         throttle = plan.get("throttle")
