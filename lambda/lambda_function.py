@@ -19,7 +19,8 @@ Environment variables
     MAX_BODY_BYTES          request body size in bytes (default 1048576).
     INVOKE_TIMEOUT_SECONDS  read timeout of one endpoint call (default: derived from the
                             function's own timeout, see _read_timeout).
-    CORS_ALLOW_ORIGIN       Access-Control-Allow-Origin of every answer (default ``*``).
+    CORS_ALLOW_ORIGIN       Access-Control-Allow-Origin of every answer (default ``*``;
+                            set but empty: no CORS headers at all).
 
 Requests: the JSON body of a proxy event (REST API, HTTP API 1.0 or 2.0, base64 or not), or
 the event itself when the function is invoked directly (console test, non-proxy integration):
@@ -265,15 +266,16 @@ def _respond(kind, status, payload, extra_headers):
         if status >= 400:
             return {"statusCode": status, **payload}
         return payload
-    headers = {
-        "Content-Type": "application/json",
-        "Access-Control-Allow-Origin": os.environ.get("CORS_ALLOW_ORIGIN") or "*",
-        **CORS_HEADERS,
-        **extra_headers,
-    }
+    headers = {"Content-Type": "application/json", **_cors_headers(), **extra_headers}
     # API Gateway answers 502 "Malformed Lambda proxy response" unless body is a string.
     body = "" if payload is None else json.dumps(payload)
     return {"statusCode": status, "headers": headers, "body": body, "isBase64Encoded": False}
+
+
+def _cors_headers():
+    # Empty, not unset, is an API no browser page on another origin may call: no header allows it.
+    origin = os.environ.get("CORS_ALLOW_ORIGIN", "*")
+    return {"Access-Control-Allow-Origin": origin, **CORS_HEADERS} if origin else {}
 
 
 def _log_request(request_id, kind, status, rows, started, fields):

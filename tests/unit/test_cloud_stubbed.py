@@ -93,6 +93,7 @@ def test_a_redeploy_waits_out_the_create_deployment_quota(session, clock):
     client, metered = session.client("apigateway"), session.client("apigateway", attempts=1)
     with Stubber(client) as stub, Stubber(metered) as stub_metered:
         stub.add_response("get_resources", {"items": [{"id": "r00t", "path": "/"}]}, {"restApiId": API_ID, "embed": ["methods"]})
+        stub.add_response("get_gateway_responses", {"items": []}, {"restApiId": API_ID})
         stub.add_client_error("get_stage", "NotFoundException", "Invalid stage identifier specified", 404)
         throttled(stub_metered, "create_deployment")
         stub_metered.add_response("create_deployment", {"id": "d3pl0y"}, {"restApiId": API_ID, "description": ANY})

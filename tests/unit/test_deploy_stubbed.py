@@ -7,12 +7,14 @@ engine should not make has no queued answer and fails the test.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
-from l2c.cloud import sagemaker, stack
+from l2c.cloud import apigateway, functions, sagemaker, stack
 from l2c.cloud.progress import Reporter
 from l2c.cloud.sagemaker import Hosting
 from l2c.cloud.session import CloudError, CloudSession
@@ -34,7 +36,8 @@ def session(monkeypatch):
 
 @pytest.fixture
 def stubs(session):
-    clients = {name: session.client(name) for name in ("sagemaker", "application-autoscaling", "service-quotas", "iam", "sts", "s3")}
+    services = ("sagemaker", "application-autoscaling", "service-quotas", "iam", "sts", "s3", "apigateway")
+    clients = {name: session.client(name) for name in services}
     stubbers = {name: Stubber(client) for name, client in clients.items()}
     for stubber in stubbers.values():
         stubber.activate()
@@ -362,3 +365,252 @@ def test_delete_refused_by_an_operation_that_started_meanwhile_waits_it_out_and_
     expect_describe(stubs, None)
 
     assert sagemaker.delete_endpoint(session, ENDPOINT, Reporter()) is True
+
+
+# --------------------------------------------------------------------------- CORS: what deploy creates on API Gateway
+
+API, RESOURCE_ID, ORIGIN = "a1b2c3d4e5", "r1s2t3", "https://predictions.example.com"
+WHERE = {"restApiId": API, "resourceId": RESOURCE_ID, "httpMethod": "OPTIONS"}
+PREFLIGHT_HEADERS = {
+    "method.response.header.Access-Control-Allow-Origin": f"'{ORIGIN}'",
+    "method.response.header.Access-Control-Allow-Headers": "'Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token'",
+    "method.response.header.Access-Control-Allow-Methods": "'OPTIONS,POST'",
+    "method.response.header.Access-Control-Max-Age": "'600'",
+}
+ERROR_HEADERS = {
+    "gatewayresponse.header.Access-Control-Allow-Origin": f"'{ORIGIN}'",
+    "gatewayresponse.header.Access-Control-Allow-Headers": "'Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token'",
+}
+ERROR_TEMPLATE = {"application/json": '{"message": $context.error.messageString}'}
+
+
+def aws_gateway_responses(**customised: dict) -> dict:
+    """GetGatewayResponses as AWS answers it: every type, the ones not customised marked defaultResponse
+    (API reference, GetGatewayResponses and GatewayResponse); a few types stand for all of them."""
+    defaults = {"DEFAULT_4XX": None, "DEFAULT_5XX": None, "INVALID_API_KEY": "403", "THROTTLED": "429"}
+    items = []
+    for response_type, status in defaults.items():
+        item = customised.get(response_type) or {
+            "responseType": response_type, "responseParameters": {},
+            "responseTemplates": {"application/json": '{"message":$context.error.messageString}'}, "defaultResponse": True,
+        }
+        if status and "statusCode" not in item:
+            item = {**item, "statusCode": status}
+        items.append(item)
+    return {"items": items}
+
+
+def ours(response_type: str, origin: str = ORIGIN) -> dict:
+    headers = {name: value.replace(ORIGIN, origin) for name, value in ERROR_HEADERS.items()}
+    return {"responseType": response_type, "responseParameters": headers, "responseTemplates": ERROR_TEMPLATE,
+            "defaultResponse": False}
+
+
+def preflight_method(origin: str = ORIGIN) -> dict:
+    """GetMethod of the OPTIONS deploy makes, as AWS answers it."""
+    headers = {name: value.replace(ORIGIN, origin) for name, value in PREFLIGHT_HEADERS.items()}
+    return {
+        "httpMethod": "OPTIONS", "authorizationType": "NONE", "apiKeyRequired": False,
+        "methodResponses": {"200": {"statusCode": "200", "responseParameters": dict.fromkeys(headers, False)}},
+        "methodIntegration": {
+            "type": "MOCK", "requestTemplates": {"application/json": '{"statusCode": 200}'}, "passthroughBehavior": "NEVER",
+            "timeoutInMillis": 29000, "cacheNamespace": RESOURCE_ID, "cacheKeyParameters": [],
+            "integrationResponses": {"200": {"statusCode": "200", "responseParameters": headers,
+                                             "responseTemplates": {"application/json": ""}}},
+        },
+    }
+
+
+def expect_preflight_created(stubs) -> None:
+    gateway = stubs["apigateway"]
+    gateway.add_response("put_method", {"httpMethod": "OPTIONS"},
+                         {**WHERE, "authorizationType": "NONE", "apiKeyRequired": False})
+    gateway.add_response("put_method_response", {"statusCode": "200"}, {
+        **WHERE, "statusCode": "200", "responseParameters": dict.fromkeys(PREFLIGHT_HEADERS, False),
+    })
+    gateway.add_response("put_integration", {"type": "MOCK"}, {
+        **WHERE, "type": "MOCK", "requestTemplates": {"application/json": '{"statusCode": 200}'},
+        "passthroughBehavior": "NEVER",
+    })
+    gateway.add_response("put_integration_response", {"statusCode": "200"}, {
+        **WHERE, "statusCode": "200", "responseParameters": PREFLIGHT_HEADERS,
+        "responseTemplates": {"application/json": ""},
+    })
+
+
+def expect_error_headers_put(stubs) -> None:
+    for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
+        stubs["apigateway"].add_response("put_gateway_response", ours(response_type), {
+            "restApiId": API, "responseType": response_type, "responseParameters": ERROR_HEADERS,
+            "responseTemplates": ERROR_TEMPLATE,  # no statusCode: each error keeps its own
+        })
+
+
+def cors_stack(session, origin: str | None) -> stack.Stack:
+    return stack.Stack(name="iris", model_dir=Path("models/iris"), card={}, session=session,
+                       options=stack.DeployOptions(cors_origin=origin or apigateway.NO_CORS), reporter=Reporter(),
+                       cors_origin=origin)
+
+
+def expect_routes(stubs, *paths: str) -> None:
+    items = [{"id": "root0", "path": "/"}] + [{"id": f"id{index}", "path": path} for index, path in enumerate(paths)]
+    stubs["apigateway"].add_response("get_resources", {"items": items}, {"restApiId": API, "embed": ["methods"]})
+
+
+def test_a_first_deploy_makes_the_preflight_and_the_error_headers_of_the_consoles_enable_cors(session, stubs):
+    gateway = stubs["apigateway"]
+    gateway.add_response("get_gateway_responses", aws_gateway_responses(), {"restApiId": API})
+    expect_routes(stubs, "/irisprediction")
+    gateway.add_client_error("get_method", "NotFoundException", "Invalid Method identifier specified", 404,
+                             expected_params=WHERE)
+    expect_preflight_created(stubs)
+    gateway.add_response("get_gateway_responses", aws_gateway_responses(), {"restApiId": API})
+    expect_error_headers_put(stubs)
+    built = cors_stack(session, ORIGIN)
+
+    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+
+    assert built.changes == [f"OPTIONS /irisprediction (CORS preflight for {ORIGIN})",
+                             f"CORS headers for {ORIGIN} on the API's errors"]
+    assert not any(line.startswith("warning") for line in built.reporter.lines)
+
+
+def test_a_second_deploy_with_the_same_origin_only_reads(session, stubs):
+    gateway = stubs["apigateway"]
+    present = aws_gateway_responses(DEFAULT_4XX=ours("DEFAULT_4XX"), DEFAULT_5XX=ours("DEFAULT_5XX"))
+    gateway.add_response("get_gateway_responses", present, {"restApiId": API})
+    expect_routes(stubs, "/irisprediction", "/housepriceprediction")
+    gateway.add_response("get_method", preflight_method(), WHERE)
+    gateway.add_response("get_gateway_responses", present, {"restApiId": API})
+    built = cors_stack(session, ORIGIN)
+
+    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+
+    assert built.changes == [] and not any(line.startswith("warning") for line in built.reporter.lines)
+
+
+def test_a_new_origin_replaces_the_preflight_and_warns_of_the_other_routes(session, stubs):
+    gateway = stubs["apigateway"]
+    old = "https://old.example.com"
+    present = aws_gateway_responses(DEFAULT_4XX=ours("DEFAULT_4XX", old), DEFAULT_5XX=ours("DEFAULT_5XX", old))
+    gateway.add_response("get_gateway_responses", present, {"restApiId": API})
+    expect_routes(stubs, "/irisprediction", "/housepriceprediction")
+    gateway.add_response("get_method", preflight_method(old), WHERE)
+    gateway.add_response("delete_method", {}, WHERE)
+    expect_preflight_created(stubs)
+    gateway.add_response("get_gateway_responses", present, {"restApiId": API})
+    expect_error_headers_put(stubs)
+    built = cors_stack(session, ORIGIN)
+
+    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+
+    assert len(built.changes) == 2
+    warning = next(line for line in built.reporter.lines if line.startswith("warning"))
+    assert old in warning and ORIGIN in warning and "/housepriceprediction" in warning
+
+
+def test_no_origin_removes_the_preflight_and_only_l2cs_error_headers(session, stubs):
+    gateway = stubs["apigateway"]
+    present = aws_gateway_responses(DEFAULT_4XX=ours("DEFAULT_4XX"))  # DEFAULT_5XX is AWS's own default
+    gateway.add_response("get_gateway_responses", present, {"restApiId": API})
+    expect_routes(stubs, "/irisprediction")
+    gateway.add_response("delete_method", {}, WHERE)
+    gateway.add_response("get_gateway_responses", present, {"restApiId": API})
+    gateway.add_response("delete_gateway_response", {}, {"restApiId": API, "responseType": "DEFAULT_4XX"})
+    built = cors_stack(session, None)
+
+    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+
+    assert built.changes == ["OPTIONS /irisprediction removed (no CORS)", "CORS headers removed from the API's errors"]
+
+
+def test_the_fingerprint_changes_with_the_preflights_origin_and_the_error_headers(session, stubs):
+    gateway = stubs["apigateway"]
+
+    def fingerprint(origin: str, responses: dict) -> str:
+        method = preflight_method(origin)
+        items = [{"id": "root0", "path": "/"},
+                 {"id": RESOURCE_ID, "path": "/irisprediction", "resourceMethods": {"OPTIONS": method}}]
+        gateway.add_response("get_resources", {"items": items}, {"restApiId": API, "embed": ["methods"]})
+        gateway.add_response("get_gateway_responses", responses, {"restApiId": API})
+        return apigateway.routes_fingerprint(session, API)
+
+    plain = fingerprint(ORIGIN, aws_gateway_responses())
+    assert fingerprint(ORIGIN, aws_gateway_responses()) == plain  # AWS's listed defaults are not customisations
+    assert fingerprint("https://other.example.com", aws_gateway_responses()) != plain
+    assert fingerprint(ORIGIN, aws_gateway_responses(DEFAULT_4XX=ours("DEFAULT_4XX"))) != plain
+
+
+def test_the_function_answers_for_the_origin_and_for_none_sends_no_cors_header():
+    card = {"feature_names": ["a", "b"], "class_labels": []}
+    assert functions.environment_from_card(card, "l2c-x", cors_origin=ORIGIN)["CORS_ALLOW_ORIGIN"] == ORIGIN
+    assert functions.environment_from_card(card, "l2c-x")["CORS_ALLOW_ORIGIN"] == ""
+
+
+@pytest.mark.parametrize("given, expected", [
+    (None, None),  # AWS: which site may call an API that bills you is yours to name
+    (ORIGIN, ORIGIN),
+    ("*", "*"),
+    (apigateway.NO_CORS, None),
+])
+def test_on_aws_there_is_no_cors_unless_an_origin_is_given(session, given, expected):
+    assert stack.cors_origin_for(session, stack.DeployOptions(cors_origin=given)) == expected
+
+
+def test_locally_the_default_origin_is_the_edges_where_the_pages_are_served(session):
+    local = CloudSession(boto=session.boto, region=REGION, account=ACCOUNT, partition="aws", target="local",
+                         endpoints={"*": "http://127.0.0.1:4566"})
+    assert stack.cors_origin_for(local, stack.DeployOptions()) == "http://127.0.0.1:4566"
+    assert stack.cors_origin_for(local, stack.DeployOptions(cors_origin=apigateway.NO_CORS)) is None
+    assert stack.cors_origin_for(local, stack.DeployOptions(cors_origin=ORIGIN)) == ORIGIN
+
+
+def test_the_plan_says_what_cors_the_api_gets():
+    assert stack._cors_plan_line(None).startswith("no CORS") and "--cors-origin" in stack._cors_plan_line(None)
+    assert "ANY origin" in stack._cors_plan_line("*")
+    assert stack._cors_plan_line(ORIGIN).startswith(f"CORS for {ORIGIN}: an OPTIONS preflight (no key)")
+
+
+@pytest.mark.parametrize("origin", [
+    "https://example.com", "http://127.0.0.1:4566", "http://localhost:8000", "http://[::1]:8080",
+    "https://a-b.example.co.uk", "chrome-extension://abcdefghijklmnop", "*", "none",
+])
+def test_an_origin_as_a_browser_sends_it_is_accepted(origin):
+    assert apigateway.check_cors_origin(origin) == origin
+    stack.check_options(stack.DeployOptions(cors_origin=origin))
+
+
+@pytest.mark.parametrize("origin, says", [
+    ("https://example.com/", "has a path: an origin is scheme://host[:port] only, here https://example.com"),
+    ("https://example.com/app/index.html", "has a path"),
+    ("https://example.com?x=1", "has a path"),
+    ("https://Example.com", "browsers send origins in lower case (https://example.com)"),
+    ("https://example.com:443", "browsers send this origin as https://example.com"),
+    ("http://example.com:80", "browsers send this origin as http://example.com"),
+    ("http://127.0.0.1:99999", "port 99999 is out of range"),
+    ("example.com", "is not an origin: give scheme://host[:port]"),
+    ("https://user@example.com", "is not an origin"),
+    ("https://exa'mple.com", "is not an origin"),
+    ("", "is not an origin"),
+    ("null", "pages opened from a file"),
+])
+def test_anything_else_is_refused_in_one_line_before_any_aws_call(origin, says):
+    with pytest.raises(CloudError) as refusal:
+        stack.check_options(stack.DeployOptions(cors_origin=origin))
+    message = str(refusal.value)
+    assert says in message and "\n" not in message
+
+
+def test_the_cli_refuses_a_bad_origin_before_it_looks_for_a_cloud(monkeypatch):
+    from typer.testing import CliRunner
+
+    from l2c import cli
+
+    def no_cloud(*args):
+        raise AssertionError("the origin must be refused before any connection")
+
+    monkeypatch.setattr(cli, "_connect", no_cloud)
+    result = CliRunner().invoke(cli.app, ["deploy", "iris", "--aws", "--cors-origin", "https://example.com/app"])
+    assert result.exit_code == 1
+    assert "--cors-origin https://example.com/app has a path" in result.output
+    assert "Traceback" not in result.output

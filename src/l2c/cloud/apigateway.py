@@ -5,13 +5,18 @@ One REST API (``l2c``) per account and region holds a resource per model (``/iri
 environment expects. Each resource has a POST method with a Lambda proxy integration; the
 stage ``test`` is redeployed only when the routes changed, which the deployment's description
 records as a fingerprint. An API key and a usage plan (throttle and quota) guard the stage.
+
+For browsers on one allowed origin (CORS), each resource also has an OPTIONS method answering the
+preflight, and the API's own errors carry the CORS headers: see :func:`ensure_cors_method`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
 
@@ -154,13 +159,24 @@ def ensure_post_method(
 
 
 def routes_fingerprint(session: CloudSession, api_id: str) -> str:
+    """What the stage must serve: the routes, the static headers of MOCK answers, and the API's
+    customised gateway responses. A stage serves its deployment's snapshot of all three until
+    the API is deployed again ("After you enable CORS support on your resource, you must deploy
+    or redeploy the API for the new settings to take effect": API Gateway Developer Guide,
+    "Enable CORS on a resource using the API Gateway console", how-to-cors-console.html)."""
     routes = []
     for item in resources(session, api_id):
         for verb, method in sorted((item.get("resourceMethods") or {}).items()):
             integration = method.get("methodIntegration") or {}
-            routes.append(
-                [item["path"], verb, bool(method.get("apiKeyRequired")), integration.get("type"), integration.get("uri")]
-            )
+            route = [item["path"], verb, bool(method.get("apiKeyRequired")), integration.get("type"), integration.get("uri")]
+            answers = integration.get("integrationResponses") or {}
+            if answers:  # only MOCK methods have them here: routes without keep their earlier fingerprint
+                route.append(sorted((status, sorted((answer.get("responseParameters") or {}).items()))
+                                    for status, answer in answers.items()))
+            routes.append(route)
+    for response in customised_gateway_responses(session, api_id):
+        routes.append(["gateway response", response["responseType"], response.get("statusCode"),
+                       sorted((response.get("responseParameters") or {}).items())])
     return hashlib.sha256(json.dumps(sorted(routes)).encode()).hexdigest()[:16]
 
 
@@ -228,6 +244,213 @@ def _delete_deployment(session: CloudSession, api_id: str, deployment: str) -> N
 def deployments(session: CloudSession, api_id: str) -> list[dict]:
     paginator = session.client("apigateway").get_paginator("get_deployments")
     return [item for page in paginator.paginate(restApiId=api_id) for item in page["items"]]
+
+
+# --------------------------------------------------------------------------- CORS
+#
+# A page on another origin that POSTs JSON with an x-api-key header makes the browser send a
+# preflight OPTIONS first, without the key or any custom header. For a Lambda proxy route, AWS's
+# recipe (API Gateway Developer Guide, "CORS for REST APIs in API Gateway",
+# https://docs.aws.amazon.com/apigateway/latest/developerguide/how-to-cors.html, and "Enable CORS
+# on a resource using the API Gateway console", how-to-cors-console.html) is what the console's
+# "Enable CORS" makes: an OPTIONS method with a MOCK integration whose 200 method response declares
+# the Access-Control-Allow-* headers and whose integration response maps them to static values,
+# passthrough NEVER; the POST's own answers carry Access-Control-Allow-Origin from the function
+# (CORS_ALLOW_ORIGIN); and the gateway responses DEFAULT_4XX / DEFAULT_5XX carry the headers
+# too, so a browser shows the gateway's 403 or 429 instead of "Failed to fetch" ("Gateway
+# response types", supported-gateway-response-types.html: every 4XX and 5XX type not customised
+# falls back to them).
+
+NO_CORS = "none"  # --cors-origin none: no OPTIONS method, no CORS headers anywhere
+ANY_ORIGIN = "*"
+# What the page sends besides the CORS-safelisted headers, and the console's default list; the
+# function's answers name the same (lambda/lambda_function.py, CORS_HEADERS).
+CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token"
+CORS_ALLOW_METHODS = "OPTIONS,POST"
+# Seconds a browser may reuse a preflight's answer (Chromium caps it at 7200): a changed origin
+# reaches browsers within this, and a page's repeated calls cost one request each, not two.
+CORS_MAX_AGE = "600"
+PREFLIGHT_TEMPLATE = {"application/json": '{"statusCode": 200}'}
+# The body of API Gateway's default gateway responses, {"message": "..."}: a customised response
+# without a template of its own would lose it.
+GATEWAY_RESPONSE_TEMPLATE = {"application/json": '{"message": $context.error.messageString}'}
+CORS_GATEWAY_RESPONSES = ("DEFAULT_4XX", "DEFAULT_5XX")
+
+# An origin as a browser serialises it (RFC 6454 section 6.2; Fetch, "origin"): lower-case scheme
+# and host, a port only when it is not the scheme's default, no path, query or trailing slash.
+# The header is compared with it character for character, so anything else would never match.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_ORIGIN = re.compile(
+    rf"(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{{1,5}}))?"
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_ORIGIN_EXAMPLE = "e.g. https://example.com or http://127.0.0.1:8000"
+
+
+def check_cors_origin(origin: str) -> str:
+    """The origin a browser will send, or CloudError in one line saying what to give instead."""
+    if origin in (NO_CORS, ANY_ORIGIN):
+        return origin
+    if origin == "null":
+        raise CloudError(
+            "--cors-origin null is the origin of pages opened from a file or sandboxed, which any page can "
+            f"claim: serve the page over HTTP and give that origin ({_ORIGIN_EXAMPLE})"
+        )
+    found = _ORIGIN.fullmatch(origin)
+    if found is None:
+        raise CloudError(_not_an_origin(origin))
+    port = found["port"]
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise CloudError(f"--cors-origin {origin}: port {port} is out of range (1 to 65535)")
+    if port is not None and _DEFAULT_PORTS.get(found["scheme"]) == port:
+        plain = f"{found['scheme']}://{found['host']}"
+        raise CloudError(f"--cors-origin {origin}: browsers send this origin as {plain} (no default port); give that")
+    return origin
+
+
+def _not_an_origin(origin: str) -> str:
+    lowered = origin.lower()
+    if lowered != origin and _ORIGIN.fullmatch(lowered):
+        return f"--cors-origin {origin}: browsers send origins in lower case ({lowered}); give that"
+    parts = urlsplit(origin)
+    if parts.scheme and parts.netloc and (parts.path or parts.query or parts.fragment):
+        bare = f"{parts.scheme}://{parts.netloc}"
+        if _ORIGIN.fullmatch(bare.lower()):
+            return f"--cors-origin {origin} has a path: an origin is scheme://host[:port] only, here {bare.lower()}"
+    return f"--cors-origin {origin!r} is not an origin: give scheme://host[:port] without a path, {_ORIGIN_EXAMPLE}"
+
+
+def origin_of(url: str) -> str:
+    """The origin of a URL, as a page served from it has (``http://127.0.0.1:4566/x`` -> ``http://127.0.0.1:4566``)."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    port = parts.port
+    shown = "" if port is None or _DEFAULT_PORTS.get(scheme) == str(port) else f":{port}"
+    return f"{scheme}://{host}{shown}"
+
+
+def cors_method_headers(origin: str) -> dict[str, str]:
+    """The preflight's headers as the integration response maps them: static values, single-quoted."""
+    values = {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+        "Access-Control-Allow-Methods": CORS_ALLOW_METHODS,
+        "Access-Control-Max-Age": CORS_MAX_AGE,
+    }
+    return {f"method.response.header.{name}": f"'{value}'" for name, value in values.items()}
+
+
+def cors_gateway_headers(origin: str) -> dict[str, str]:
+    values = {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS}
+    return {f"gatewayresponse.header.{name}": f"'{value}'" for name, value in values.items()}
+
+
+def _get_method(session: CloudSession, api_id: str, resource_id: str, verb: str) -> dict | None:
+    return get_if_present(
+        lambda: session.client("apigateway").get_method(restApiId=api_id, resourceId=resource_id, httpMethod=verb),
+        NOT_FOUND,
+    )
+
+
+def _is_cors_method(method: dict, origin: str) -> bool:
+    """Whether the OPTIONS method is exactly the preflight l2c makes for this origin."""
+    integration = method.get("methodIntegration") or {}
+    declared = ((method.get("methodResponses") or {}).get("200") or {}).get("responseParameters") or {}
+    mapped = ((integration.get("integrationResponses") or {}).get("200") or {}).get("responseParameters") or {}
+    wanted = cors_method_headers(origin)
+    return (
+        method.get("authorizationType") == "NONE"
+        and not method.get("apiKeyRequired", False)
+        and integration.get("type") == "MOCK"
+        and integration.get("requestTemplates") == PREFLIGHT_TEMPLATE
+        and integration.get("passthroughBehavior") == "NEVER"
+        and list(method.get("methodResponses") or {}) == ["200"]
+        and set(declared) == set(wanted)
+        and mapped == wanted
+    )
+
+
+def ensure_cors_method(session: CloudSession, api_id: str, resource_id: str, origin: str) -> bool:
+    """The resource's OPTIONS preflight for ``origin``; True when anything had to change.
+
+    No key and no authorizer: the browser's preflight carries neither, and a 403 to it blocks the
+    real request. An OPTIONS that is not exactly this one (another origin, say) is replaced whole:
+    the stage keeps serving its deployed snapshot until the redeploy that follows."""
+    client = session.client("apigateway")
+    current = _get_method(session, api_id, resource_id, "OPTIONS")
+    if current is not None and _is_cors_method(current, origin):
+        return False
+    if current is not None:
+        client.delete_method(restApiId=api_id, resourceId=resource_id, httpMethod="OPTIONS")
+    where = {"restApiId": api_id, "resourceId": resource_id, "httpMethod": "OPTIONS"}
+    headers = cors_method_headers(origin)
+    client.put_method(**where, authorizationType="NONE", apiKeyRequired=False)
+    # The method response declares the headers first: AWS refuses an integration response that maps
+    # a header the method response lacks ("Invalid mapping expression parameter specified").
+    client.put_method_response(**where, statusCode="200", responseParameters={name: False for name in headers})
+    client.put_integration(**where, type="MOCK", requestTemplates=PREFLIGHT_TEMPLATE, passthroughBehavior="NEVER")
+    client.put_integration_response(
+        **where, statusCode="200", responseParameters=headers, responseTemplates={"application/json": ""}
+    )
+    return True
+
+
+def remove_cors_method(session: CloudSession, api_id: str, resource_id: str) -> bool:
+    """No preflight on the resource (an API without CORS); True when one was deleted."""
+    return delete_if_present(
+        lambda: session.client("apigateway").delete_method(restApiId=api_id, resourceId=resource_id, httpMethod="OPTIONS"),
+        NOT_FOUND,
+    )
+
+
+def customised_gateway_responses(session: CloudSession, api_id: str) -> list[dict]:
+    """The API's gateway responses that differ from API Gateway's defaults. AWS lists every type,
+    its defaults marked ``defaultResponse`` (API reference, GetGatewayResponses)."""
+    paginator = session.client("apigateway").get_paginator("get_gateway_responses")
+    return [
+        item for page in paginator.paginate(restApiId=api_id) for item in page["items"] if not item.get("defaultResponse")
+    ]
+
+
+def gateway_cors_origin(session: CloudSession, api_id: str) -> str | None:
+    """The origin the API's DEFAULT_4XX response allows now, None without CORS headers."""
+    for response in customised_gateway_responses(session, api_id):
+        if response["responseType"] == "DEFAULT_4XX":
+            value = (response.get("responseParameters") or {}).get("gatewayresponse.header.Access-Control-Allow-Origin")
+            return value.strip("'") if value else None
+    return None
+
+
+def _allows_an_origin(response: dict | None) -> bool:
+    return "gatewayresponse.header.Access-Control-Allow-Origin" in ((response or {}).get("responseParameters") or {})
+
+
+def ensure_cors_gateway_responses(session: CloudSession, api_id: str, origin: str | None) -> bool:
+    """DEFAULT_4XX and DEFAULT_5XX with the CORS headers of ``origin`` (None: API Gateway's own
+    defaults back); True when anything changed. Their status is left unset, so each error keeps
+    its own (403, 429, 502...): a status on DEFAULT_4XX would become every 4XX's."""
+    client = session.client("apigateway")
+    current = {item["responseType"]: item for item in customised_gateway_responses(session, api_id)}
+    changed = False
+    for response_type in CORS_GATEWAY_RESPONSES:
+        present = current.get(response_type)
+        if origin is None:
+            if _allows_an_origin(present):
+                delete_if_present(lambda: client.delete_gateway_response(restApiId=api_id, responseType=response_type),
+                                  NOT_FOUND)
+                changed = True
+            continue
+        wanted = cors_gateway_headers(origin)
+        if (present is not None and (present.get("responseParameters") or {}) == wanted and not present.get("statusCode")
+                and present.get("responseTemplates") == GATEWAY_RESPONSE_TEMPLATE):
+            continue
+        client.put_gateway_response(
+            restApiId=api_id, responseType=response_type, responseParameters=wanted,
+            responseTemplates=GATEWAY_RESPONSE_TEMPLATE,
+        )
+        changed = True
+    return changed
 
 
 # --------------------------------------------------------------------------- key and usage plan

@@ -96,16 +96,25 @@ def code_sha256(code: bytes) -> str:
     return base64.b64encode(hashlib.sha256(code).digest()).decode()
 
 
-def environment_from_card(card: dict, endpoint: str, max_rows: int = DEFAULT_MAX_ROWS) -> dict[str, str]:
+def environment_from_card(
+    card: dict, endpoint: str, max_rows: int = DEFAULT_MAX_ROWS, cors_origin: str | None = None
+) -> dict[str, str]:
     """What the handler needs to know about the model, taken from its model card.
 
     The column names go in FEATURE_NAMES while the environment stays within Lambda's 4 KB; a
     wider model (hundreds of CSV columns) gets FEATURE_COUNT instead, and its names travel in
-    the zip (:func:`bundled_files`)."""
+    the zip (:func:`bundled_files`).
+
+    CORS_ALLOW_ORIGIN is the origin the API's preflight allows: with a Lambda proxy integration
+    the function's own answers (2xx and its errors) must carry Access-Control-Allow-Origin
+    (API Gateway Developer Guide, "CORS for REST APIs in API Gateway", proxy integrations). Set
+    but empty when there is no CORS: the handler then sends no CORS headers (unset, it would
+    allow ``*``)."""
     environment = {
         "ENDPOINT_NAME": endpoint,
         "FEATURE_NAMES": ",".join(card["feature_names"]),
         "MAX_ROWS": str(max_rows),
+        "CORS_ALLOW_ORIGIN": cors_origin or "",
     }
     if card.get("class_labels"):
         environment["CLASS_LABELS"] = ",".join(str(label) for label in card["class_labels"])

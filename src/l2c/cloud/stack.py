@@ -3,7 +3,7 @@
 A *stack* is one model's deployment, named after the model (``iris``, ``house-price``):
 
     S3 object -> IAM roles -> SageMaker model -> endpoint config -> endpoint
-              -> log group -> Lambda function -> API resource + method -> stage, key, usage plan
+              -> log group -> Lambda function -> API resource + method (+ CORS) -> stage, key, usage plan
 
 Every step first looks at what exists, so running deploy again changes nothing, and a deploy
 that stopped half-way is finished by the next one. Destroy walks the same list backwards,
@@ -45,6 +45,9 @@ class DeployOptions:
     max_rows: int = functions.DEFAULT_MAX_ROWS
     api_key_value: str | None = None  # None: AWS generates the key (the local cloud's `l2c up` fixes one)
     bucket: str | None = None  # an artifact bucket of the user's choice; None: l2c's own (s3.bucket_name)
+    # The one origin whose pages may call the API from a browser (CORS). None: the target's
+    # default, see cors_origin_for; apigateway.NO_CORS: none; "*": any (never a default).
+    cors_origin: str | None = None
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Deployment:
     api_key: str | None
     postman_environment: Path | None = None
     changes: list[str] = field(default_factory=list)
+    cors_origin: str | None = None  # the origin browsers may call from; None: no CORS
 
     def shown_key(self, show_key: bool | None = None) -> str | None:
         """The key as output shows it: masked (``abcd…wxyz``) unless asked for. ``None`` asks the
@@ -89,6 +93,8 @@ class Deployment:
             f"function   {self.function}",
             f"invoke URL {self.url}",
             f"API key    {shown}" if self.api_key else "API key    none: this API is PUBLIC",
+            f"CORS       browsers on {self.cors_origin} may call it" if self.cors_origin
+            else "CORS       none: pages on other origins cannot call it from a browser (--cors-origin ORIGIN)",
         ]
         if self.postman_environment:
             lines.append(f"Postman    environment written to {self.postman_environment}")
@@ -145,6 +151,7 @@ class Stack:
     api_id: str = ""
     url: str = ""
     api_key: str | None = None
+    cors_origin: str | None = None  # resolved from the options and the target (cors_origin_for)
     changes: list[str] = field(default_factory=list)
 
     @property
@@ -183,6 +190,7 @@ def prepare(
         options=options,
         reporter=reporter if reporter is not None else ConsoleReporter(),
     )
+    stack.cors_origin = cors_origin_for(stack.session, options)
     check_before_creating(stack.name, stack.session, stack.options, stack.version, stack.card)
     apigateway.refuse_route_collision(stack.session, stack.name)
     return stack
@@ -394,7 +402,7 @@ def create_function(stack: Stack) -> str:
     function = functions.function_name(stack.name)
     endpoint = stack.endpoint or sagemaker.endpoint_name(stack.name)
     functions.ensure_log_group(stack.session, function, stack.tags)
-    environment = functions.environment_from_card(stack.card, endpoint, stack.options.max_rows)
+    environment = functions.environment_from_card(stack.card, endpoint, stack.options.max_rows, stack.cors_origin)
     spec = functions.FunctionSpec(
         name=function,
         role_arn=stack.lambda_role_arn,
@@ -439,6 +447,7 @@ def _ensure_route(stack: Stack) -> str:
     resource_id = apigateway.ensure_resource(session, api_id, path)
     uri = apigateway.integration_uri(session, stack.function_arn)
     stack.changed(f"POST /{path}", apigateway.ensure_post_method(session, api_id, resource_id, uri, not stack.options.public))
+    _ensure_cors(stack, api_id, resource_id, path)
     source_arn = apigateway.method_arn(session, api_id, path)
     function = functions.function_name(name)
     stack.changed("invoke permission", functions.allow_invoke_from(session, function, f"l2c-{name}-apigateway", source_arn))
@@ -450,6 +459,52 @@ def _ensure_route(stack: Stack) -> str:
     )
     stack.reporter.step(f"API POST /{path} -> {function} (Lambda proxy), stage {apigateway.STAGE}")
     return api_id
+
+
+def cors_origin_for(session: CloudSession, options: DeployOptions) -> str | None:
+    """The origin browsers may call the API from, None for no CORS at all.
+
+    Given (``--cors-origin``), it is used on either target. Otherwise the local cloud allows the
+    origin of the pages it serves itself, its edge (``http://127.0.0.1:4566`` for `l2c up`), and
+    AWS allows none: which site may call an API that bills you is yours to name, never ``*`` by
+    default."""
+    chosen = options.cors_origin
+    if chosen == apigateway.NO_CORS:
+        return None
+    if chosen:
+        return chosen
+    if session.is_local:
+        import os
+
+        edge = session.endpoints.get("*") or os.environ.get("AWS_ENDPOINT_URL")
+        return apigateway.origin_of(edge) if edge else None
+    return None
+
+
+def _ensure_cors(stack: Stack, api_id: str, resource_id: str, path: str) -> None:
+    """The route's preflight and the API's error responses for the stack's origin (or none)."""
+    session, origin = stack.session, stack.cors_origin
+    before = apigateway.gateway_cors_origin(session, api_id)
+    others = [route for route in apigateway.routed_paths(session, api_id) if route != f"/{path}"]
+    if others and before != origin and (before is not None or origin is not None):
+        # The gateway responses are the API's, shared by every route: the last deploy's origin wins.
+        stack.reporter.warn(
+            f"the API's errors now carry CORS for {origin or 'no origin'} instead of {before or 'none'}; deploy "
+            f"the stacks of {', '.join(others)} again with the same --cors-origin so their pages agree"
+        )
+    if origin is None:
+        stack.changed(f"OPTIONS /{path} removed (no CORS)", apigateway.remove_cors_method(session, api_id, resource_id))
+        stack.changed("CORS headers removed from the API's errors",
+                      apigateway.ensure_cors_gateway_responses(session, api_id, None))
+        stack.reporter.step(f"no CORS on /{path}: browsers on other origins cannot call it (--cors-origin ORIGIN allows one)")
+        return
+    if origin == apigateway.ANY_ORIGIN:
+        stack.reporter.warn(f"--cors-origin '*': a page on ANY website may call /{path} from a browser")
+    stack.changed(f"OPTIONS /{path} (CORS preflight for {origin})",
+                  apigateway.ensure_cors_method(session, api_id, resource_id, origin))
+    stack.changed(f"CORS headers for {origin} on the API's errors",
+                  apigateway.ensure_cors_gateway_responses(session, api_id, origin))
+    stack.reporter.step(f"CORS: browsers on {origin} may call /{path} (preflight without key; errors carry the headers)")
 
 
 def _require(stack: Stack, attribute: str, step) -> None:
@@ -471,6 +526,7 @@ def deployment_of(stack: Stack) -> Deployment:
         url=stack.url,
         api_key=stack.api_key,
         changes=list(stack.changes),
+        cors_origin=stack.cors_origin,
     )
 
 
@@ -523,10 +579,20 @@ def plan(name: str, session: CloudSession, options: DeployOptions | None = None)
         f"API Gateway REST API {apigateway.API_NAME}, stage {apigateway.STAGE}, "
         + ("no API key (PUBLIC)" if options.public else "API key and usage plan")
         + f", every method throttled to {options.limits.rate_limit:g} requests/s for all callers: per request",
+        _cors_plan_line(cors_origin_for(session, options)),
         # Throttles are not a cost control (AWS calls them best effort); a budget alert is.
         "tip: an AWS Budgets alert mails you when the month's cost passes a limit: "
         "https://console.aws.amazon.com/billing/home#/budgets (or `aws budgets create-budget`)",
     ]
+
+
+def _cors_plan_line(origin: str | None) -> str:
+    if origin is None:
+        return ("no CORS: pages on other origins cannot call the API from a browser "
+                "(--cors-origin https://your.site allows one: an OPTIONS preflight per route, CORS headers on errors)")
+    if origin == apigateway.ANY_ORIGIN:
+        return "CORS for ANY origin ('*'): a page on any website may call the API from a browser  <- you asked for '*'"
+    return f"CORS for {origin}: an OPTIONS preflight (no key) per route, CORS headers on the API's errors: free"
 
 
 # --------------------------------------------------------------------------- checks before anything is created
@@ -557,6 +623,8 @@ def check_options(options: DeployOptions) -> None:
         raise CloudError(f"max rows {options.max_rows}: a request must be allowed at least one row")
     if options.bucket:
         s3.check_bucket_name(options.bucket)
+    if options.cors_origin is not None:
+        apigateway.check_cors_origin(options.cors_origin)
 
 
 def check_before_creating(
@@ -568,7 +636,9 @@ def check_before_creating(
     if session.bucket:
         s3.bucket_exists(session, session.bucket)  # refuses a bucket of another account, before anything
     if card is not None:
-        environment = functions.environment_from_card(card, sagemaker.endpoint_name(name), options.max_rows)
+        environment = functions.environment_from_card(
+            card, sagemaker.endpoint_name(name), options.max_rows, cors_origin_for(session, options)
+        )
         functions.check_environment(environment)
     image = image_uri(session.region)
     sagemaker.check_hosting_change(session, sagemaker.endpoint_name(name), options.hosting)

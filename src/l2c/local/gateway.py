@@ -22,10 +22,12 @@ API from the control plane on every request (a redeploy shows at once):
    once: nothing waits for a function's executions, so a slow one holds up only its own callers.
 4. MOCK integrations (what the console's "Enable CORS" makes for OPTIONS): the request
    template's ``statusCode`` selects the integration response, whose static header values and
-   response template answer.
-5. The gateway's own errors (403, 429, 5xx...) are shaped by the API's gateway responses
-   (``put_gateway_response``: the specific type, else DEFAULT_4XX / DEFAULT_5XX): status, static
-   headers and a response template with ``$context.error.messageString``.
+   response template answer; a Content-Type no template maps is 415 under passthrough NEVER.
+5. The gateway's own errors (403, 429, 413, 5xx...) are shaped by the API's gateway responses
+   (``put_gateway_response``: the specific type, else DEFAULT_4XX / DEFAULT_5XX) of the API the
+   request was routed to: status, static headers and a response template with
+   ``$context.error.messageString``. The 431 for oversized heads and the 408 for silent clients
+   come from the front end, before any API is known, and are never reshaped.
 
 TestInvokeMethod (:meth:`Gateway.test_invoke`) runs step 3 or 4 without key or stage and
 returns API Gateway's execution log.
@@ -82,6 +84,14 @@ class GatewayError(Exception):
         super().__init__(message)
         self.status, self.message, self.error_type = status, message, error_type
         self.response_type = response_type
+        self.api_id: str | None = None  # the API the request was routed to, once known
+
+    @property
+    def shown_type(self) -> str:
+        """``$context.error.responseType``: the specific type, else the default one it falls back to."""
+        if self.response_type and self.response_type != "DEFAULT":
+            return self.response_type
+        return "DEFAULT_5XX" if self.status >= 500 else "DEFAULT_4XX"
 
 
 def _missing_route() -> GatewayError:
@@ -98,7 +108,9 @@ def _internal_error() -> GatewayError:
 
 
 def _configuration_error() -> GatewayError:
-    return GatewayError(500, "Internal server error", "InternalServerErrorException")
+    # "Execution failed due to configuration error": the API_CONFIGURATION_ERROR gateway response
+    # ("Gateway response types": an invalid API configuration, 500).
+    return GatewayError(500, "Internal server error", "InternalServerErrorException", "API_CONFIGURATION_ERROR")
 
 
 @dataclass
@@ -177,9 +189,18 @@ class Gateway:
             raise GatewayError(413, "Request Too Long", "RequestTooLongException", "REQUEST_TOO_LARGE")
         check_header_size(request)
         route = self.route(request)
-        self._throttle_stage(route)
-        key = self._check_key(route, request)
-        return self.integrate(route, request, request_id, key, Trace(request_id))
+        try:
+            self._throttle_stage(route)
+            key = self._check_key(route, request)
+            return self.integrate(route, request, request_id, key, Trace(request_id))
+        except GatewayError as err:
+            err.api_id = route.api_id  # its gateway responses shape the error, whatever the URL named
+            raise
+
+    def refuse(self, request: Request, err: GatewayError) -> Response:
+        """An error found before the request was read through (a body over 10 MB), as the API's
+        gateway responses shape it."""
+        return self._error_response(err, request, str(uuid.uuid4()))
 
     def integrate(self, route: Route, request: Request, request_id: str, key: dict | None, trace: "Trace") -> Response:
         """Run the method's integration (Lambda proxy or MOCK) and answer as API Gateway does."""
@@ -239,16 +260,24 @@ class Gateway:
         """API Gateway's own error, reshaped by the API's gateway responses (put_gateway_response)."""
         api_id = None
         if err.response_type is not None:
-            try:
-                api_id = _split_target(request)[0] or self._only_api()
-            except GatewayError:
-                api_id = None
+            api_id = err.api_id or self._api_named_by(request)
         configured = self._gateway_response(api_id, err) if api_id else None
         return gateway_error_response(err, configured, request, request_id)
 
-    def _only_api(self) -> str | None:
-        apis = self._rest_apis()
-        return apis[0]["id"] if len(apis) == 1 else None
+    def _api_named_by(self, request: Request) -> str | None:
+        """The API an unrouted request was for: named in the URL or Host on AWS; on a short stage
+        URL (``/test/...``), the only API, or the only one with that stage."""
+        try:
+            api_id, stage, _ = _split_target(request)
+        except GatewayError:
+            api_id, stage = None, None
+        if api_id:
+            return api_id
+        apis = [api["id"] for api in self._rest_apis()]
+        if len(apis) == 1:
+            return apis[0]
+        staged = [candidate for candidate in apis if stage and self._stage(candidate, stage) is not None]
+        return staged[0] if len(staged) == 1 else None
 
     def _gateway_response(self, api_id: str, err: GatewayError) -> dict | None:
         try:
@@ -528,7 +557,16 @@ def mock_response(route: Route, request: Request, request_id: str, trace: Trace)
     integration = route.method.get("methodIntegration") or {}
     templates = integration.get("requestTemplates") or {}
     content_type = (request.header("content-type") or "application/json").split(";")[0].strip().lower()
-    template = templates.get(content_type) or templates.get("application/json") or ""
+    template = templates.get(content_type)
+    if template is None:
+        # No Content-Type counts as application/json; an unmapped one is refused 415 under NEVER,
+        # and under WHEN_NO_TEMPLATES once any template exists (developer guide, "Method request
+        # behavior for payloads without mapping templates", integration-passthrough-behaviors.html).
+        passthrough = integration.get("passthroughBehavior") or "WHEN_NO_MATCH"
+        if passthrough == "NEVER" or (passthrough == "WHEN_NO_TEMPLATES" and templates):
+            trace.add(f"Execution failed: no mapping template for {content_type} and passthrough {passthrough}")
+            raise GatewayError(415, "Unsupported Media Type", "UnsupportedMediaTypeException", "UNSUPPORTED_MEDIA_TYPE")
+        template = templates.get("application/json") or ""
     found = _STATUS_IN_TEMPLATE.search(template)
     status = found.group(1) if found else "200"
     trace.add(f"Endpoint request body after transformations: {template}")
@@ -588,7 +626,7 @@ def _render_context(template: str, request_id: str, route: Route | None, error: 
     if error is not None:
         values |= {"$context.error.messageString": json.dumps(error.message),
                    "$context.error.message": error.message,
-                   "$context.error.responseType": error.response_type or "DEFAULT_4XX"}
+                   "$context.error.responseType": error.shown_type}
     for name in sorted(values, key=len, reverse=True):  # $context.error.messageString before .message
         template = template.replace(name, values[name]).replace("$" + "{" + name[1:] + "}", values[name])
     return template
@@ -850,24 +888,36 @@ class _GatewayApp:
             return
         names = scope.get(_RAW_NAMES) or [name.decode("latin-1") for name, _ in scope["headers"]]
         headers = [(name, value.decode("latin-1")) for name, (_, value) in zip(names, scope["headers"])]
-        request = Request(scope["method"], _target(scope), headers, body, (scope.get("client") or ("",))[0])
+        too_large = body is _TOO_LARGE
+        request = Request(scope["method"], _target(scope), headers, b"" if too_large else body,
+                          (scope.get("client") or ("",))[0])
         try:
-            response = await asyncio.get_running_loop().run_in_executor(self.executor, self.gateway.handle, request)
+            if too_large:
+                # REQUEST_TOO_LARGE is a gateway response like any other ("Gateway response types",
+                # 413): the API's DEFAULT_4XX headers apply, so a browser can read the refusal.
+                log.warning("%s %s from %s -> 413 Request Too Long", request.method, request.path, request.source_ip)
+                refusal = GatewayError(413, "Request Too Long", "RequestTooLongException", "REQUEST_TOO_LARGE")
+                work, arguments = self.gateway.refuse, (request, refusal)
+            else:
+                work, arguments = self.gateway.handle, (request,)
+            response = await asyncio.get_running_loop().run_in_executor(self.executor, work, *arguments)
         except Exception:  # into our log rather than uvicorn's traceback on stderr
             log.exception("serving %s %s failed", request.method, request.path)
             response = Response(500, {"Content-Type": "application/json"}, b'{"message": "Internal server error"}')
         # The Lambda's own framing headers would contradict the body as we send it.
+        framing = ("content-length", "transfer-encoding") + (("connection",) if too_large else ())
         out = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()
-               if name.lower() not in ("content-length", "transfer-encoding")]
+               if name.lower() not in framing]
         out.append((b"content-length", str(len(response.body)).encode()))
+        if too_large:  # the rest of the body is never read: the connection cannot carry another request
+            out.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.body})
 
-    async def _read_body(self, scope: dict, receive, send) -> bytes | None:
+    async def _read_body(self, scope: dict, receive, send) -> bytes | object | None:
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            await _refuse(send, scope, 413, "Request Too Long")
-            return None
+            return _TOO_LARGE
         chunks, size = [], 0
         while True:
             try:
@@ -880,13 +930,14 @@ class _GatewayApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY_BYTES:  # chunked bodies declare no length up front
-                await _refuse(send, scope, 413, "Request Too Long")
-                return None
+                return _TOO_LARGE
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
 
+# What _read_body answers for a body over MAX_BODY_BYTES (not read any further).
+_TOO_LARGE = object()
 # ASGI lower-cases header names, but API Gateway hands the function the names as the client
 # sent them (``event["headers"]["X-Caller"]``), so the protocol also keeps them.
 _RAW_NAMES = "l2c.raw_header_names"

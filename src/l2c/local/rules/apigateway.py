@@ -4,12 +4,15 @@
 - the control plane's fixed rate quotas (API Gateway quotas page, "API Gateway quotas for
   creating, deploying and managing an API") answer TooManyRequestsException 429 past them;
 - a new API key, or a key newly added to a usage plan, works at the gateway only a few seconds
-  later (403 Forbidden meanwhile): :func:`key_is_usable`, asked by the local gateway.
+  later (403 Forbidden meanwhile): :func:`key_is_usable`, asked by the local gateway;
+- PutIntegrationResponse refuses header mappings its method response does not declare, and
+  values that are neither a quoted static value nor a mapping expression.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 
@@ -119,3 +122,50 @@ def key_is_usable(key_id: str) -> bool:
     with _lock:
         usable_at = _key_usable_at.get(key_id)
     return usable_at is None or time.monotonic() >= usable_at
+
+
+# --------------------------------------------------------------------------- integration response mappings
+
+_MAPPING_PREFIX = "Invalid mapping expression specified: Validation Result: warnings : [], errors : "
+# What a method response header may be mapped from: a static 'value', or a value of the
+# integration's answer, the context or a stage variable (developer guide, "Parameter mapping
+# source reference for REST APIs", rest-api-parameter-mapping-sources.html).
+_MAPPING_SOURCE = re.compile(
+    r"'[^']*'|integration\.response\.(header|multivalueheader)\.[^\s]+|integration\.response\.body(\.[^\s]+)?"
+    r"|context\.[A-Za-z0-9_.]+|stageVariables\.[A-Za-z0-9_]+"
+)
+
+
+@RULES.before(
+    "apigateway", "PutIntegrationResponse",
+    id="apigateway.integration-response-mappings",
+    test="tests/integration/test_cors.py::test_an_integration_response_may_map_only_headers_its_method_response_declares",
+    source="BadRequestException texts in amazon-archives/aws-apigateway-importer#121 ('No method response exists for "
+           "method.') and #209, awslabs/aws-solutions-constructs#1130 ('Invalid mapping expression parameter specified: "
+           "method.response.header.Access-Control-Allow-Origin'), awsdocs/amazon-api-gateway-developer-guide#7 (an "
+           "unquoted static value); developer guide, rest-api-parameter-mapping-sources.html",
+    summary="An integration response whose responseParameters map a header is refused with BadRequestException 400 "
+            "'Invalid mapping expression specified: ...' when the method has no method response for that status, "
+            "when the method response does not declare the header, or when the value is neither a single-quoted "
+            "static value nor a mapping expression (moto accepts all three).",
+)
+def integration_response_mappings(call: Call) -> None:
+    # Sources: aws-apigateway-importer#121 and #209, aws-solutions-constructs#1130, the developer guide's mapping sources.
+    parameters = call.params.get("responseParameters") or {}
+    if not parameters:
+        return
+    try:
+        method = _backend(call).get_method(call.params.get("restapi_id", ""), call.params.get("resource_id", ""),
+                                           call.params.get("http_method", ""))
+    except Exception:  # no such API, resource or method: moto answers with its own NotFoundException
+        return
+    response = (method.method_responses or {}).get(call.params.get("status_code", ""))
+    if response is None:
+        raise AwsError("BadRequestException", _MAPPING_PREFIX + "[No method response exists for method.]", 400)
+    declared = response.response_parameters or {}
+    for name, value in parameters.items():
+        if name.startswith("method.response.header.") and name not in declared:
+            raise AwsError("BadRequestException", _MAPPING_PREFIX + f"[Invalid mapping expression parameter specified: {name}]",
+                           400)
+        if not isinstance(value, str) or not _MAPPING_SOURCE.fullmatch(value):
+            raise AwsError("BadRequestException", _MAPPING_PREFIX + f"[Invalid mapping expression specified: {value}]", 400)
