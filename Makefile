@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit bench setup clean rules-doc
+.PHONY: demo test unit bench setup clean rules-doc browser screenshots
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,16 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) node_modules/.installed
+# Debian's Chromium and its driver, for the browser tests (tests/browser): installed once, as
+# root (through sudo otherwise), when either is missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+setup: $(STAMP) node_modules/.installed browser
 
 demo: $(STAMP)
 	$(BIN)/l2c demo
@@ -31,6 +40,10 @@ unit: $(STAMP)
 
 bench: setup
 	$(BIN)/python -m bench
+
+# docs/images/page-*.png: the prediction pages with their answers, in headless Chromium.
+screenshots: $(STAMP) browser
+	$(BIN)/python tests/browser/screenshots.py docs/images
 
 # The rule table of docs/aws-rules.md, from the rules the local cloud runs.
 rules-doc: $(STAMP)

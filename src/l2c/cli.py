@@ -194,7 +194,7 @@ def _connect(aws: bool, region: Optional[str], profile: Optional[str]):
 
 
 def _deploy_options(instance_type, instance_count, serverless, memory_mb, max_concurrency, autoscale, public,
-                    role_arn, lambda_role_arn, rate_limit, burst_limit, quota, bucket=None):
+                    role_arn, lambda_role_arn, rate_limit, burst_limit, quota, bucket=None, cors_origin=None):
     from l2c.cloud.apigateway import Limits
     from l2c.cloud.sagemaker import Hosting
     from l2c.cloud.stack import DeployOptions
@@ -209,7 +209,7 @@ def _deploy_options(instance_type, instance_count, serverless, memory_mb, max_co
         scale = (int(low), int(high))
     return DeployOptions(hosting=hosting, public=public, role_arn=role_arn, lambda_role_arn=lambda_role_arn,
                          autoscale=scale, limits=Limits(rate_limit=rate_limit, burst_limit=burst_limit, quota_limit=quota),
-                         bucket=bucket)
+                         bucket=bucket, cors_origin=cors_origin)
 
 
 AWS_OPTION = typer.Option(False, "--aws", help="Real AWS (default: the local cloud started by `l2c up`).")
@@ -243,6 +243,11 @@ def deploy(
     burst_limit: int = typer.Option(40, help="Usage plan: burst of requests."),
     quota: int = typer.Option(10_000, help="Usage plan: requests per day."),
     bucket: Optional[str] = BUCKET_OPTION,
+    cors_origin: Optional[str] = typer.Option(
+        None, "--cors-origin", metavar="ORIGIN",
+        help="The one origin whose pages may call the API from a browser, e.g. https://example.com ('none': no CORS; "
+        "'*': any site). Default: the local cloud's own pages (its edge URL) locally, none on AWS.",
+    ),
     show_key: bool = typer.Option(
         False, "--show-key", help="Print the API key itself (default: masked, abcd…wxyz; the full key is in .l2c/)."
     ),
@@ -253,7 +258,7 @@ def deploy(
     from l2c.cloud.progress import ConsoleReporter
 
     options = _deploy_options(instance_type, instance_count, serverless, memory_mb, max_concurrency, autoscale,
-                              public, role_arn, lambda_role_arn, rate_limit, burst_limit, quota, bucket)
+                              public, role_arn, lambda_role_arn, rate_limit, burst_limit, quota, bucket, cors_origin)
     try:
         stack.check_options(options)  # a wrong option is one line before any AWS call
         session = _connect(aws, region, profile)
@@ -342,6 +347,45 @@ def invoke(
     except _cloud_errors() as err:
         fail_cloud(err, profile)
     console.print_json(json.dumps(answer))
+
+
+@app.command()
+def page(
+    name: str = typer.Argument(..., help="The stack (model name) whose API the page calls."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the page here (default: pages/NAME.html)."),
+    model_dir: Optional[Path] = typer.Option(None, help="The model folder whose card labels the form (default: models/NAME)."),
+    with_key: bool = typer.Option(
+        False, "--with-key", help="Put the API key into the file (default: the page asks for it; the file holds no key)."
+    ),
+    aws: bool = AWS_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+) -> None:
+    """Write a prediction page (one HTML file) for a deployed stack's API: a form from the model card (docs/page.md)."""
+    from l2c.page import PageError
+    from l2c.page.deployed import write_page
+
+    try:
+        session = _connect(aws, region, profile)
+        written = write_page(session, name, output, model_dir, with_key)
+    except (PageError, *_cloud_errors()) as err:
+        fail_cloud(err, profile)
+    console.print(f"[green]wrote[/] {written.path}: a page that calls {written.invoke_url}", highlight=False, soft_wrap=True)
+    console.print(f"  form labelled from {written.card_source}", highlight=False, soft_wrap=True)
+    if written.holds_key:
+        errors.print(f"[bold yellow]warning:[/] {written.path} holds the API key (readable by you only): do not share or commit it")
+    else:
+        console.print("  the file holds no API key: the page asks for it (--with-key puts it in)", highlight=False)
+    # Opened as a file its origin is "null", which no API should allow: it must be served.
+    console.print(
+        "  serve it from the origin the API allows (`l2c deploy --cors-origin`), e.g. "
+        f"`python -m http.server -d {written.path.parent}`",
+        highlight=False, soft_wrap=True,
+    )
+    if session.is_local:
+        from l2c.page.served import page_url
+
+        console.print(f"  the local cloud serves it too: {page_url(session.endpoints['*'], name)}", highlight=False, soft_wrap=True)
 
 
 @app.command()

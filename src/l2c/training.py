@@ -56,6 +56,18 @@ SAMPLE_FILES = {
 }
 JOBLIB_FILES = {"classification": "xgboost_classifier.joblib", "regression": "xgboost_regressor.joblib"}
 
+# What a built-in target measures, for whoever reads a prediction (the prediction page shows
+# "$30,923"): data/boston_house_prices.rst says "MEDV  Median value of owner-occupied homes in
+# $1000's". Keyed by data set and column, so a user's own CSV named alike gets no unit it lacks.
+TARGET_UNITS = {
+    ("house-price", "MEDV"): {
+        "description": "median value of owner-occupied homes",
+        "unit": "$1000s",
+        "currency": "USD",
+        "scale": 1000,
+    },
+}
+
 
 @dataclass
 class TrainedModel:
@@ -162,7 +174,9 @@ def model_card(trained: TrainedModel, booster_sha256: str, samples: np.ndarray) 
         "task": dataset.task,
         "objective": trained.estimator.get_params()["objective"],
         "feature_names": dataset.feature_names,
+        "feature_ranges": feature_ranges(dataset),
         "class_labels": dataset.class_labels,
+        "target": {"name": str(dataset.target.name), **TARGET_UNITS.get((dataset.name, dataset.target.name), {})},
         "params": trained.params,
         "metrics": {
             "test_split": trained.test_metrics,
@@ -180,6 +194,16 @@ def model_card(trained: TrainedModel, booster_sha256: str, samples: np.ndarray) 
         "sample_rows": samples.tolist(),
         "sample_predictions": container_outputs(trained.estimator, samples).tolist(),
     }
+
+
+def feature_ranges(dataset: Dataset) -> dict[str, list[float] | None]:
+    """Each feature's [min, max] over the whole data set (None for a column of missing values
+    only): what a person filling in a form is told a plausible value looks like."""
+    ranges: dict[str, list[float] | None] = {}
+    for name in dataset.feature_names:
+        column = dataset.features[name]
+        ranges[name] = None if column.isna().all() else [float(column.min()), float(column.max())]
+    return ranges
 
 
 def save(trained: TrainedModel, model_dir: Path) -> Path:

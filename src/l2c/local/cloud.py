@@ -71,8 +71,13 @@ def free_ports(count: int) -> list[int]:
 
 
 class LocalCloud:
-    def __init__(self, ports: Ports | None = None, region: str = LOCAL_REGION, pace: float | None = None):
+    def __init__(
+        self, ports: Ports | None = None, region: str = LOCAL_REGION, pace: float | None = None,
+        models_dir: Path | str = "models",
+    ):
         self.ports = ports or Ports()
+        # Where each stack's prediction page finds its model card (models_dir/<stack>/model_card.json).
+        self.models_dir = Path(models_dir)
         if pace is not None:
             PACE.set(pace)
         self.region = region
@@ -94,6 +99,12 @@ class LocalCloud:
     @property
     def api_url(self) -> str:
         return f"http://{HOST}:{self.ports.api}"
+
+    def page_url(self, stack: str) -> str:
+        """The stack's prediction page, served by the edge (l2c.page.served)."""
+        from l2c.page.served import page_url
+
+        return page_url(self.control_plane_url, stack)
 
     @property
     def env(self) -> dict[str, str]:
@@ -159,6 +170,10 @@ class LocalCloud:
 
         sagemaker_rules.register_admin(self._moto.edge)  # /_l2c/quotas
         iam_rules.register_admin(self._moto.edge)  # /_l2c/authorize, asked by the runtime
+        from l2c.page import served as pages
+
+        own = pages.cloud_session(session, self.region, self.control_plane_url, self.api_url)
+        self._moto.edge.admin_tree(pages.PAGES, pages.LocalPages(own, self.models_dir))  # /_l2c/pages/<stack>/
         if self.wait_for_runtime:
             self._runtime.wait_ready()
 
@@ -292,7 +307,7 @@ def up(
 
     console = console or Console()
     _log_requests_to(console)
-    cloud = LocalCloud(ports, pace=pace)
+    cloud = LocalCloud(ports, pace=pace, models_dir=models_dir)
     if deploy_models:
         cloud.wait_for_runtime = False  # no deploy step needs it; the first calls below wait for it
         if _trained(models_dir):
@@ -306,6 +321,7 @@ def up(
             deployments = _deploy_tutorial_models(models_dir, console)
             cloud.wait_runtime_ready()
             _call_each_api(deployments, console)
+            print_pages(cloud, deployments, console)
         console.print("serving; Ctrl-C stops everything", highlight=False)
 
     run_until_stopped(cloud, on_ready=ready)
@@ -428,6 +444,14 @@ def _call_each_api(deployments: dict, console) -> None:
             line = f"[{name}] POST {deployments[name].url} -> {answer_text(name, status, answer)}"
             mark = "[green]✓[/]" if status == 200 else "[bold yellow]![/]"
             console.print(f"  {mark} {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def print_pages(cloud: LocalCloud, stacks, console) -> None:
+    """Each stack's prediction page: open it in a browser, the form calls the local API."""
+    from rich.markup import escape
+
+    for name in stacks:
+        console.print(f"  prediction page {escape(f'[{name}]')} {cloud.page_url(name)}", highlight=False, soft_wrap=True)
 
 
 class StackReporter(ConsoleReporter):

@@ -2,7 +2,8 @@
 
 Train both models if they are missing, start the local cloud, deploy both, POST the tutorial's
 two request bodies over HTTP with the API key (as Postman does), print the species and the
-price, show the status, destroy everything, show that nothing is left, and stop.
+price, fetch each stack's prediction page from the edge, show the status, destroy everything,
+show that nothing is left, and stop.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -42,6 +43,7 @@ TUTORIAL_BODIES = {
 class DemoResult:
     answers: dict[str, dict]
     left_after_destroy: list
+    pages: dict[str, int] = field(default_factory=dict)  # each stack's page URL: the HTTP status it got
 
 
 def ensure_trained(name: str, models_dir: Path | str = "models", console: Console | None = None) -> Path:
@@ -60,6 +62,10 @@ def post(url: str, body: dict, api_key: str | None) -> tuple[int, dict]:
     headers = {"x-api-key": api_key} if api_key else {}
     response = httpx.post(url, json=body, headers=headers, timeout=60)
     return response.status_code, response.json()
+
+
+def page_status(url: str) -> int:
+    return httpx.get(url, timeout=30).status_code
 
 
 def answer_text(name: str, status: int, answer: dict) -> str:
@@ -90,7 +96,7 @@ def run_demo(models_dir: Path | str = "models", console: Console | None = None) 
     model_dirs = {name: ensure_trained(name, models_dir, console) for name in MODELS}
     answers: dict[str, dict] = {}
     # Free ports and a throw-away state folder: the demo must not disturb an `l2c up` left running.
-    with _scoped_environment(), LocalCloud(Ports.free()) as cloud:
+    with _scoped_environment(), LocalCloud(Ports.free(), models_dir=Path(models_dir).resolve()) as cloud:
         console.rule("local cloud")
         for line in cloud.exports():
             console.print(f"  {line}", highlight=False)
@@ -106,6 +112,10 @@ def run_demo(models_dir: Path | str = "models", console: Console | None = None) 
             status, answer = post(deployment.url, TUTORIAL_BODIES[name], deployment.api_key)
             answers[name] = answer
             console.print(f"  POST {deployment.url}\n    -> {answer_text(name, status, answer)}", highlight=False)
+        console.rule("prediction pages (served while the cloud runs; `l2c up` keeps them)")
+        pages = {cloud.page_url(name): page_status(cloud.page_url(name)) for name in deployments}
+        for url, status in pages.items():
+            console.print(f"  GET {url} -> {status}", highlight=False)
         console.rule("status")
         print_status(stack.status(session), console)
         console.rule("destroy")
@@ -113,4 +123,4 @@ def run_demo(models_dir: Path | str = "models", console: Console | None = None) 
         left = stack.status(session)
         print_status(left, console)
     console.print("[green]done[/]: the local cloud is stopped")
-    return DemoResult(answers=answers, left_after_destroy=left.resources)
+    return DemoResult(answers=answers, left_after_destroy=left.resources, pages=pages)

@@ -2,7 +2,8 @@
 
 A WSGI layer in front of moto, on the control-plane port. For each request it decides:
 
-1. ``/_l2c/...``: the local cloud's own settings (the pace), never an AWS path;
+1. ``/_l2c/...``: the local cloud's own settings (the pace) and pages (``/_l2c/pages/<stack>/``,
+   :mod:`l2c.page.served`), never an AWS path;
 2. a data-plane path (SageMaker Runtime invocations, Lambda Invoke, execute-api stages, API
    Gateway's TestInvokeMethod): answered by l2c's own data planes, registered with
    :meth:`Edge.route`, never by moto's stubs (which answer any endpoint name with canned data);
@@ -71,6 +72,7 @@ class Edge:
             ("GET", "pace"): self._get_pace,
             ("POST", "pace"): self._set_pace,
         }
+        self._admin_trees: dict[str, Handler] = {}
         self._operations = OperationIndex()
         self._lock = threading.Lock()
 
@@ -83,6 +85,10 @@ class Edge:
 
     def admin(self, method: str, name: str, handler: Handler) -> None:
         self._admin[method, name] = handler
+
+    def admin_tree(self, name: str, handler: Handler) -> None:
+        """``handler`` answers every method on ``/_l2c/<name>`` and every path under it (the pages)."""
+        self._admin_trees[name] = handler
 
     # ----------------------------------------------------------------- WSGI
 
@@ -144,7 +150,7 @@ class Edge:
 
     def _admin_call(self, request: EdgeRequest) -> Reply:
         name = request.path[len(ADMIN_PREFIX):].strip("/")
-        handler = self._admin.get((request.method, name))
+        handler = self._admin.get((request.method, name)) or self._admin_trees.get(name.split("/", 1)[0])
         if handler is None:
             return json_reply(404, {"message": f"no local-cloud setting {request.method} {name}"})
         return _safely(handler, request)
