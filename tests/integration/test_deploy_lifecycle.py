@@ -201,6 +201,21 @@ def test_a_rolled_back_update_keeps_everything_the_endpoint_runs_on(
     assert [item for item in left_of(cloud_session) if "ffffffffffff" in item] == []  # the failed version's leftovers went
 
 
+def test_destroy_straight_after_a_rolled_back_update_leaves_nothing(cloud_session, trained_models, tmp_path, monkeypatch):
+    deploy(cloud_session, trained_models["iris"])
+    broken = corrupt_version(trained_models["iris"], tmp_path, monkeypatch)
+    with pytest.raises(sagemaker.UpdateRolledBack):
+        deploy(cloud_session, broken)
+    left = left_of(cloud_session)
+    # Both versions are there: the one the endpoint runs on, and the failed one's config and model.
+    assert [item for item in left if item.startswith(("config", "model")) and "ffffffffffff" in item]
+    assert len([item for item in left if item.startswith("config ")]) == 2
+
+    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+
+    assert left_of(cloud_session) == []
+
+
 # --------------------------------------------------------------------------- refused before anything is created
 
 
@@ -302,6 +317,20 @@ def test_status_and_destroy_tolerate_an_endpoint_whose_config_was_deleted(cloud_
 
     stack.destroy(NAME, session=cloud_session, reporter=Reporter())
     assert left_of(cloud_session) == []
+
+
+def test_destroy_all_tolerates_an_endpoint_whose_config_was_deleted(cloud_session, trained_models):
+    from test_deploy import _everything_l2c_left  # every service listed, not only this stack's names
+
+    deploy(cloud_session, trained_models["iris"])
+    sm = cloud_session.client("sagemaker")
+    sm.delete_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"])
+
+    report = stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
+
+    assert NAME in report.stacks and f"endpoint {ENDPOINT}" in report.deleted
+    assert left_of(cloud_session) == []
+    assert _everything_l2c_left(cloud_session) == []
 
 
 # --------------------------------------------------------------------------- the commands themselves
