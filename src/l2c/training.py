@@ -184,15 +184,22 @@ def model_card(trained: TrainedModel, booster_sha256: str, samples: np.ndarray) 
             "cv_scheme": f"{CV_SPLITS}-fold x {CV_REPEATS} repeats, random_state={SEED}",
             "test_size": TEST_SIZE,
         },
+        "data_sha256": dataset.data_sha256,
+        **artifact_fields(dataset.task, booster_sha256, samples, container_outputs(trained.estimator, samples)),
+    }
+
+
+def artifact_fields(task: str, booster_sha256: str, samples: np.ndarray, predictions: np.ndarray) -> dict:
+    """The card's fields about the artifact and its sample rows, whoever made the booster."""
+    return {
         "xgboost_version": versions.local_xgboost_version(),
         "container_image_version": versions.CONTAINER_IMAGE_VERSION,
         "booster_file": artifact.BOOSTER_FILENAME,
         "booster_sha256": booster_sha256,
-        "data_sha256": dataset.data_sha256,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sample_file": SAMPLE_FILES[dataset.task],
+        "sample_file": SAMPLE_FILES[task],
         "sample_rows": samples.tolist(),
-        "sample_predictions": container_outputs(trained.estimator, samples).tolist(),
+        "sample_predictions": predictions.tolist(),
     }
 
 
@@ -213,15 +220,21 @@ def save(trained: TrainedModel, model_dir: Path) -> Path:
     task = trained.dataset.task
     # The tutorial's own step; kept for local reuse only, never uploaded (see artifact.py).
     joblib.dump(trained.estimator, model_dir / JOBLIB_FILES[task])
-    artifact.write_tarball(trained.booster, model_dir / artifact.TARBALL_NAME)
     samples = trained.x_test[:SAMPLE_ROWS]
-    # numpy's default "%.18e" is what the tutorial's sample files (and Postman bodies) look like.
-    np.savetxt(model_dir / SAMPLE_FILES[task], samples, delimiter=",")
-    booster_sha = artifact.sha256_bytes(artifact.booster_bytes(trained.booster))
-    card = model_card(trained, booster_sha, samples)
-    (model_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_model_files(model_dir, trained.booster, task, samples, lambda sha: model_card(trained, sha, samples))
     check_model_dir(model_dir, estimator=trained.estimator)
     return model_dir
+
+
+def write_model_files(
+    model_dir: Path, booster: xgb.Booster, task: str, samples: np.ndarray, card: Callable[[str], dict]
+) -> None:
+    """model.tar.gz with the booster, the sample CSV, and the card made from the booster's SHA-256."""
+    artifact.write_tarball(booster, model_dir / artifact.TARBALL_NAME)
+    # numpy's default "%.18e" is what the tutorial's sample files (and Postman bodies) look like.
+    np.savetxt(model_dir / SAMPLE_FILES[task], samples, delimiter=",")
+    booster_sha = artifact.sha256_bytes(artifact.booster_bytes(booster))
+    (model_dir / "model_card.json").write_text(json.dumps(card(booster_sha), indent=2) + "\n")
 
 
 MODELS_DIR = Path("models")
