@@ -157,6 +157,49 @@ def check(model_dir: Path = typer.Argument(..., help="A model folder, e.g. model
     console.print("[green]ok[/]: the container will load this artifact")
 
 
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="A joblib/pickle dump of an XGBoost estimator, a native .json/.ubj booster, or a model.tar.gz."),
+    name: str = typer.Option(..., "--name", help="The model's name: its folder models/NAME and its stack."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Load a joblib/pickle file: unpickling runs any code it holds, only for files you trust."
+    ),
+    feature_names: Optional[str] = typer.Option(None, metavar="A,B,C", help="The features' names, in column order."),
+    class_labels: Optional[str] = typer.Option(None, metavar="X,Y,Z", help="The classes' names, in class-index order."),
+    task: Optional[str] = typer.Option(None, help="classification or regression (default: from the booster's objective)."),
+    sample_csv: Optional[Path] = typer.Option(None, help="Rows to check predictions on and to fill the sample file."),
+    models_dir: Path = typer.Option(Path("models"), help="Where model folders are written."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace models/NAME if it already holds a model."),
+) -> None:
+    """Bring your own model: write models/NAME (one native booster, model card, samples) and check it (docs/import.md)."""
+    from l2c.artifact import ArtifactError
+    from l2c.model_import import import_model
+
+    def note(line: str) -> None:
+        if line.startswith("warning:"):
+            errors.print(f"[bold yellow]warning:[/]{line.removeprefix('warning:')}", highlight=False, soft_wrap=True)
+        else:
+            console.print(line, highlight=False, soft_wrap=True)
+
+    def listed(text: Optional[str]) -> Optional[list[str]]:
+        return [item.strip() for item in text.split(",")] if text is not None else None
+
+    try:
+        model_dir = import_model(
+            file, name, models_dir, trust_pickle=trust_pickle, feature_names=listed(feature_names),
+            class_labels=listed(class_labels), task=task, sample_csv=sample_csv, overwrite=overwrite, on_note=note,
+        )
+        from l2c.checks import check_model_dir
+
+        report = check_model_dir(model_dir)
+    except (ArtifactError, OSError, ValueError) as err:
+        fail(str(err))
+    for line in report.lines():
+        console.print(line, highlight=False)
+    deploy_hint = f"l2c deploy {name}" + ("" if models_dir == Path("models") else f" --model-dir {model_dir}")
+    console.print(f"[green]imported and checked[/] {model_dir}/: deploy it with `{deploy_hint}`", highlight=False)
+
+
 @app.command()
 def serve(
     model: Path = typer.Argument(..., help="A model folder (e.g. models/iris), a model.tar.gz or a booster file."),
@@ -347,6 +390,33 @@ def invoke(
     except _cloud_errors() as err:
         fail_cloud(err, profile)
     console.print_json(json.dumps(answer))
+
+
+@app.command()
+def batch(
+    name: str = typer.Argument(..., help="The deployed stack (model name) whose model predicts."),
+    input_csv: Path = typer.Argument(..., help="CSV of feature rows (a header row is kept out of the job)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the predictions (default: INPUT.out.csv)."),
+    instance_type: str = typer.Option("ml.m5.large", "--instance-type", help="Transform instance type."),
+    instance_count: int = typer.Option(1, "--instance-count", help="Transform instances."),
+    max_payload_mb: int = typer.Option(6, "--max-payload-mb", help="Largest mini-batch SageMaker sends the container (1-100 MB)."),
+    join: bool = typer.Option(False, "--join", help="Write the input's columns, then the prediction columns."),
+    clean: bool = typer.Option(False, "--clean", help="Delete the job's input and output objects from S3 afterwards."),
+    aws: bool = AWS_OPTION,
+    region: Optional[str] = REGION_OPTION,
+    profile: Optional[str] = PROFILE_OPTION,
+) -> None:
+    """Predict a whole CSV with a SageMaker batch transform job on the stack's model (no 6 MB request limit)."""
+    from l2c.cloud.batch import run_batch
+    from l2c.cloud.progress import ConsoleReporter
+
+    try:
+        result = run_batch(name, input_csv, output, session=_connect(aws, region, profile),
+                           instance_type=instance_type, instance_count=instance_count,
+                           max_payload_mb=max_payload_mb, join=join, clean=clean, reporter=ConsoleReporter(console))
+    except _cloud_errors() as err:
+        fail_cloud(err, profile)
+    console.print(f"[green]done[/] {result.rows} row(s) in {result.seconds:.1f} s -> {result.output}", highlight=False)
 
 
 @app.command()

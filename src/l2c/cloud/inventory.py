@@ -16,6 +16,7 @@ from l2c.cloud import apigateway, functions, iam, s3, sagemaker, tags
 from l2c.cloud.session import CloudSession
 
 _VERSIONED_NAME = re.compile(r"^l2c-(?P<stack>[a-z][a-z0-9-]*?)-[0-9a-f]{12}(-[0-9a-f]{6})?$")
+_TRANSFORM_JOB_NAME = re.compile(r"^l2c-(?P<stack>[a-z][a-z0-9-]*?)-[0-9]{14}-[0-9a-f]{6}$")
 _LOG_GROUP = re.compile(r"^/aws/(lambda|sagemaker/Endpoints)/l2c-(?P<stack>[a-z][a-z0-9-]*)$")
 
 
@@ -38,6 +39,7 @@ def inventory(session: CloudSession, stack: str | None = None) -> list[Resource]
         *_s3(session),
         *_iam(session),
         *_sagemaker(session),
+        *_transform_jobs(session),
         *_autoscaling(session),
         *_lambda(session),
         *_logs(session),
@@ -91,6 +93,26 @@ def _sagemaker(session: CloudSession) -> list[Resource]:
                 continue
             detail = _endpoint_detail(session, item) if kind == "endpoint" else ""
             found.append(Resource("sagemaker", kind, item["name"], stack, detail))
+    return found
+
+
+def _transform_jobs(session: CloudSession) -> list[Resource]:
+    """Transform jobs still running (they bill by the instance-hour). SageMaker keeps finished
+    jobs in its history and has no call to delete them (SageMaker API Reference: there is no
+    DeleteTransformJob), so only running ones count as something l2c has; their objects are
+    under the stack's prefix of the bucket, listed with the bucket's."""
+    from l2c.cloud import batch
+
+    found = []
+    for job in batch.list_jobs(session, statuses=batch.IN_PROGRESS):
+        arn = job["TransformJobArn"]
+        job_tags = tags.from_tag_list(session.client("sagemaker").list_tags(ResourceArn=arn).get("Tags"))
+        stack = tags.stack_of(job_tags)
+        if stack is None:
+            match = _TRANSFORM_JOB_NAME.match(job["TransformJobName"])
+            stack = match["stack"] if match else None
+        found.append(Resource("sagemaker", "transform-job", job["TransformJobName"], stack,
+                              f"{job['TransformJobStatus']}, billed per instance-hour until it ends"))
     return found
 
 

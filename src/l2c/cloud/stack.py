@@ -22,7 +22,7 @@ from pathlib import Path
 
 from l2c import checks
 from l2c.artifact import TARBALL_NAME
-from l2c.cloud import apigateway, functions, iam, inventory, policies, s3, sagemaker, tags
+from l2c.cloud import apigateway, batch, functions, iam, inventory, policies, s3, sagemaker, tags
 from l2c.cloud.apigateway import Limits
 from l2c.cloud.inventory import Resource
 from l2c.cloud.progress import ConsoleReporter, Reporter
@@ -907,6 +907,9 @@ def _destroy_stack(session: CloudSession, name: str, reporter: Reporter) -> list
     # The endpoint first: it is what bills, and deleting it is what AWS may refuse for a while
     # (an operation in progress). Should that fail, the route and function are still there and
     # the stack is whole: running destroy again finishes it.
+    # Running transform jobs too: they bill, and they would write into the prefix deleted below.
+    for job in batch.stop_jobs(session, name):
+        note(f"transform job {job} (stopped)", True)
     endpoint = sagemaker.endpoint_name(name)
     note(f"autoscaling of {endpoint}", sagemaker.deregister_autoscaling(session, endpoint))
     note(f"endpoint {endpoint}", sagemaker.delete_endpoint(session, endpoint, reporter))

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-RULE_MODULES = ("sagemaker", "awslambda", "apigateway", "iam", "s3")
+RULE_MODULES = ("sagemaker", "transform", "awslambda", "apigateway", "iam", "s3")
 
 
 @dataclass
