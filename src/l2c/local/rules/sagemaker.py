@@ -554,8 +554,8 @@ def create_model_role(call: Call):
 # --------------------------------------------------------------------------- shapes
 
 
-def _without_empty(document: dict) -> dict:
-    return {key: value for key, value in document.items() if value not in ({}, [])}
+def _without_empty(document: dict, empty: tuple = ({}, [])) -> dict:
+    return {key: value for key, value in document.items() if value not in empty}
 
 
 @RULES.after(

@@ -437,7 +437,8 @@ def _finish_stop(job) -> None:
 
 
 def _without_empty(document: dict) -> dict:
-    return {key: value for key, value in document.items() if value not in ({}, [], "", None)}
+    # moto answers unset strings of a job as "" (FailureReason, LabelingJobArn) where AWS omits them.
+    return sagemaker_rules._without_empty(document, empty=({}, [], "", None))
 
 
 @RULES.after(
