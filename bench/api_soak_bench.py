@@ -525,35 +525,17 @@ def counted_logs():
 @contextmanager
 def two_stacks():
     """A fresh local cloud on free ports with the good and the slow stacks; torn down afterwards."""
+    from bench.e2e_bench import fresh_local_cloud
     from bench.runtime_bench import iris_model_dir
     from l2c.cloud import stack
-    from l2c.cloud.apigateway import Limits
     from l2c.cloud.progress import Reporter
-    from l2c.cloud.session import LOCAL, connect
-    from l2c.local.cloud import LocalCloud, Ports
 
-    saved = dict(os.environ)
     model_dir = iris_model_dir()
-    with tempfile.TemporaryDirectory(prefix="l2c-bench-api-soak-") as folder:
-        cloud = LocalCloud(Ports.free()).start()
-        try:
-            os.environ.update(cloud.env)
-            os.environ["L2C_STATE_DIR"] = folder
-            session = connect(LOCAL)
-            # Wide enough that neither the plan's throttle nor the stage's is what is measured.
-            limits = Limits(rate_limit=100_000.0, burst_limit=100_000, quota_limit=100_000_000)
-            options = stack.DeployOptions(limits=limits)
-            try:
-                good = stack.deploy(GOOD_STACK, model_dir, session=session, options=options, reporter=Reporter())
-                slow = stack.deploy(SLOW_STACK, model_dir, session=session, options=options, reporter=Reporter())
-                make_slow(session, slow.function)
-                yield cloud, good, slow
-            finally:
-                stack.destroy(everything=True, session=session, reporter=Reporter())
-        finally:
-            cloud.stop()
-            os.environ.clear()
-            os.environ.update(saved)
+    with fresh_local_cloud("l2c-bench-api-soak-") as (cloud, session, options):
+        good = stack.deploy(GOOD_STACK, model_dir, session=session, options=options, reporter=Reporter())
+        slow = stack.deploy(SLOW_STACK, model_dir, session=session, options=options, reporter=Reporter())
+        make_slow(session, slow.function)
+        yield cloud, good, slow
 
 
 def make_slow(session, function: str) -> None:

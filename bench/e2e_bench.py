@@ -50,8 +50,10 @@ STACK = "iris"
 
 
 @contextmanager
-def deployed_local_cloud():
-    """A fresh local cloud on free ports with the iris stack deployed; torn down afterwards."""
+def fresh_local_cloud(prefix: str):
+    """A fresh local cloud on free ports, this process's boto3 pointed at it, with deploy options
+    wide enough that no throttle (the plan's or the stage's) is what a bench measures; every
+    stack is destroyed and the environment put back afterwards."""
     from l2c.cloud import stack
     from l2c.cloud.apigateway import Limits
     from l2c.cloud.progress import Reporter
@@ -59,24 +61,31 @@ def deployed_local_cloud():
     from l2c.local.cloud import LocalCloud, Ports
 
     saved = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="l2c-bench-e2e-") as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         cloud = LocalCloud(Ports.free()).start()
         try:
             os.environ.update(cloud.env)
             os.environ["L2C_STATE_DIR"] = folder
             session = connect(LOCAL)
-            # Wide enough that the plan's throttle is never what is measured here.
             limits = Limits(rate_limit=100_000.0, burst_limit=100_000, quota_limit=100_000_000)
-            options = stack.DeployOptions(limits=limits)
-            deployment = stack.deploy(STACK, iris_model_dir(), session=session, options=options, reporter=Reporter())
             try:
-                yield cloud, deployment
+                yield cloud, session, stack.DeployOptions(limits=limits)
             finally:
                 stack.destroy(everything=True, session=session, reporter=Reporter())
         finally:
             cloud.stop()
             os.environ.clear()
             os.environ.update(saved)
+
+
+@contextmanager
+def deployed_local_cloud():
+    """A fresh local cloud on free ports with the iris stack deployed; torn down afterwards."""
+    from l2c.cloud import stack
+    from l2c.cloud.progress import Reporter
+
+    with fresh_local_cloud("l2c-bench-e2e-") as (cloud, session, options):
+        yield cloud, stack.deploy(STACK, iris_model_dir(), session=session, options=options, reporter=Reporter())
 
 
 # --------------------------------------------------------------------------- where the time goes
