@@ -1,182 +1,20 @@
-"""One embedded local cloud per test session, for the tests and notebooks that deploy.
+"""What every test layer and notebook shares: the suite never reaches real AWS (pin_offline),
+the session's local cloud (tests/local_cloud.py) and Hypothesis's profiles.
 
-The cloud runs in a process of its own (``python -m l2c.local``) on free ports, started the
-first time a test that needs it runs, and stopped when the session ends. Its variables
-(``AWS_ENDPOINT_URL`` and friends, fake ``testing`` credentials, us-east-1) are put into
-``os.environ`` around each such test only, so a notebook kernel nbval starts for a deployment
-notebook inherits them, while tests that run moto in-process or botocore's Stubber never reach
-the local cloud by accident.
+Hypothesis runs the "dev" profile unless HYPOTHESIS_PROFILE names another: few examples, for a
+quick local run; CI (.ci/run) sets HYPOTHESIS_PROFILE=ci, the thorough one.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
+from tests.offline_aws import pin_offline
+from tests.profiles import load_profile
 
-from tests.offline_aws import UNREACHABLE_ENDPOINT, pin_offline
-
-REPO = Path(__file__).resolve().parent
-INTEGRATION_DIR = REPO / "tests" / "integration"
-CLOUD_TEST_FILE = re.compile(r"^test_(deploy|local_cloud|postman|rules|edge|clients)\w*\.py$")
-DEPLOYMENT_NOTEBOOK = re.compile(r"-deployment-aws\.ipynb$")
-START_TIMEOUT_S = 60
-# The suite's pace (l2c.local.pace): every AWS delay happens, 500 times faster than on AWS.
-# A test that must watch a transition raises it with the `paced` fixture.
-TEST_PACE = 0.002
+pytest_plugins = ["tests.local_cloud"]
 
 
-@dataclass
-class LocalCloudProcess:
-    process: subprocess.Popen
-    folder: Path
-    env: dict[str, str]
-
-    @property
-    def api_url(self) -> str:
-        return self.env["L2C_EXECUTE_API_URL"]
-
-    def log_tail(self, lines: int = 40) -> str:
-        text = (self.folder / "cloud.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def start_local_cloud() -> LocalCloudProcess:
-    from l2c.local.cloud import Ports
-
-    folder = Path(tempfile.mkdtemp(prefix="l2c-test-cloud-"))
-    ports = Ports.free()
-    state_file = folder / "local-cloud.json"
-    command = [
-        sys.executable, "-m", "l2c.local",
-        "--control-plane-port", str(ports.control_plane),
-        "--runtime-port", str(ports.runtime),
-        "--api-port", str(ports.api),
-        "--state-file", str(state_file),
-        "--pace", str(TEST_PACE),
-    ]
-    log = (folder / "cloud.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not state_file.is_file():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            text = (folder / "cloud.log").read_text(errors="replace")
-            raise RuntimeError(f"the local cloud did not start:\n{text[-3000:]}")
-        time.sleep(0.1)
-    env = json.loads(state_file.read_text())["env"]
-    env["L2C_STATE_DIR"] = str(folder / "state")  # filled Postman environments land here, not in the repo
-    return LocalCloudProcess(process, folder, env)
-
-
-def needs_local_cloud(item: pytest.Item) -> bool:
-    path = Path(str(item.path))
-    in_integration = path.parent == INTEGRATION_DIR and CLOUD_TEST_FILE.match(path.name)
-    return bool(in_integration or DEPLOYMENT_NOTEBOOK.search(path.name))
-
-
-def _cloud(config: pytest.Config) -> LocalCloudProcess:
-    if config._l2c_cloud_error is not None:
-        raise RuntimeError(config._l2c_cloud_error)
-    if config._l2c_cloud is None:
-        try:
-            config._l2c_cloud = start_local_cloud()
-        except RuntimeError as err:
-            config._l2c_cloud_error = str(err)
-            raise
-    return config._l2c_cloud
-
-
-def pytest_configure(config: pytest.Config) -> None:
+def pytest_configure(config) -> None:
     pin_offline()
-    config._l2c_cloud = None
-    config._l2c_cloud_error = None
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if needs_local_cloud(item):
-            item.add_marker(pytest.mark.integration)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem):
-    if not needs_local_cloud(item):
-        yield
-        return
-    try:
-        env = _cloud(item.config).env
-    except RuntimeError:
-        # The test's own fixture reports the failure; a notebook fails on its first cloud call.
-        env = {"AWS_ENDPOINT_URL": UNREACHABLE_ENDPOINT}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    cloud = getattr(session.config, "_l2c_cloud", None)
-    if cloud is not None:
-        cloud.stop()
-
-
-@pytest.fixture(scope="session")
-def local_cloud(request) -> LocalCloudProcess:
-    """The session's local cloud (its variables are in os.environ during the test)."""
-    try:
-        return _cloud(request.config)
-    except RuntimeError as err:
-        pytest.fail(str(err))
-
-
-@pytest.fixture
-def paced(local_cloud, cloud_session):
-    """``paced(factor)`` sets the local cloud's pace for this test, and the test session's
-    polling and retrying with it (as a session opened on `l2c up --pace` would); both are put
-    back afterwards."""
-    import httpx
-
-    url = local_cloud.env["AWS_ENDPOINT_URL"] + "/_l2c/pace"
-    before = cloud_session.pace
-
-    def set_pace(factor: float) -> None:
-        httpx.post(url, json={"pace": factor}).raise_for_status()
-        cloud_session.pace = factor
-
-    yield set_pace
-    set_pace(TEST_PACE)
-    cloud_session.pace = before
-
-
-@pytest.fixture(scope="session")
-def cloud_session(local_cloud):
-    """A boto3 session on the local cloud, with its account and region from STS."""
-    from l2c.cloud.session import LOCAL, connect
-
-    return connect(LOCAL)
+    load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

@@ -1,7 +1,7 @@
 """Run the benchmarks: every module `bench/<name>_bench.py` exposing `main(argv) -> int`.
 
-    python -m bench                 # all of them
-    python -m bench runtime --quick # one, with its own options
+python -m bench                 # all of them
+python -m bench runtime --quick # one, with its own options
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ class Http:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, host: str, port: int) -> "Http":
+    async def open(cls, host: str, port: int) -> Http:
         reader, writer = await asyncio.open_connection(host, port, limit=256 * 1024)
         return cls(reader, writer)
 
@@ -168,8 +168,10 @@ class Http:
 
 
 def post_bytes(config: dict, path: str, body: bytes, key: str, extra: str = "") -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: {config['host']}:{config['port']}\r\nContent-Type: application/json\r\n"
-            f"x-api-key: {key}\r\n{extra}Content-Length: {len(body)}\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {config['host']}:{config['port']}\r\nContent-Type: application/json\r\n"
+        f"x-api-key: {key}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+    )
     return head.encode("latin-1") + body
 
 
@@ -183,8 +185,12 @@ def percentile(ordered: list[float], share: float) -> float:
 
 def latency_summary(seconds: list[float]) -> dict:
     ordered = sorted(seconds)
-    return {"requests": len(ordered), "p50_ms": 1000 * percentile(ordered, 0.50),
-            "p99_ms": 1000 * percentile(ordered, 0.99), "max_ms": 1000 * ordered[-1] if ordered else float("nan")}
+    return {
+        "requests": len(ordered),
+        "p50_ms": 1000 * percentile(ordered, 0.50),
+        "p99_ms": 1000 * percentile(ordered, 0.99),
+        "max_ms": 1000 * ordered[-1] if ordered else float("nan"),
+    }
 
 
 def judge_good(status: int, body: bytes, label: str) -> str:
@@ -201,8 +207,10 @@ async def good_clients(config: dict, seconds: float) -> dict:
     """GOOD_CONNECTIONS closed-loop clients: every request timed and its answer checked."""
     records: list[tuple[float, float, str]] = []  # (start since t0, seconds, outcome)
     examples: list[str] = []
-    requests = [(post_bytes(config, config["good_path"], json.dumps({"data": row}).encode(), config["key"]), label)
-                for row, label in GOOD_ROWS]
+    requests = [
+        (post_bytes(config, config["good_path"], json.dumps({"data": row}).encode(), config["key"]), label)
+        for row, label in GOOD_ROWS
+    ]
     t0 = time.monotonic()
     deadline = t0 + seconds
 
@@ -220,8 +228,7 @@ async def good_clients(config: dict, seconds: float) -> dict:
                 if headers.get("connection", "").lower() == "close":
                     connection.close()
                     connection = None
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                    ValueError) as err:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as err:
                 outcome = f"no answer ({type(err).__name__})"
                 body = b""
                 if connection is not None:
@@ -237,10 +244,16 @@ async def good_clients(config: dict, seconds: float) -> dict:
     await asyncio.gather(*(client(i) for i in range(GOOD_CONNECTIONS)))
     elapsed = time.monotonic() - t0
     outcomes = Counter(outcome for _, _, outcome in records)
-    return {"seconds": elapsed, "connections": GOOD_CONNECTIONS, "requests_per_s": len(records) / elapsed,
-            **latency_summary([s for _, s, _ in records]), "outcomes": dict(outcomes),
-            "lost": sum(count for outcome, count in outcomes.items() if outcome != "ok"),
-            "lost_examples": examples, "per_minute": per_minute(records, elapsed)}
+    return {
+        "seconds": elapsed,
+        "connections": GOOD_CONNECTIONS,
+        "requests_per_s": len(records) / elapsed,
+        **latency_summary([s for _, s, _ in records]),
+        "outcomes": dict(outcomes),
+        "lost": sum(count for outcome, count in outcomes.items() if outcome != "ok"),
+        "lost_examples": examples,
+        "per_minute": per_minute(records, elapsed),
+    }
 
 
 def per_minute(records: list[tuple[float, float, str]], elapsed: float) -> list[dict]:
@@ -250,8 +263,15 @@ def per_minute(records: list[tuple[float, float, str]], elapsed: float) -> list[
         window = [(seconds, outcome) for start, seconds, outcome in records if minute * 60 <= start < (minute + 1) * 60]
         span = min(60.0, elapsed - minute * 60)
         if window and span >= 1.0:
-            minutes.append({"minute": minute + 1, "seconds": span, **latency_summary([s for s, _ in window]),
-                            "requests_per_s": len(window) / span, "lost": sum(1 for _, o in window if o != "ok")})
+            minutes.append(
+                {
+                    "minute": minute + 1,
+                    "seconds": span,
+                    **latency_summary([s for s, _ in window]),
+                    "requests_per_s": len(window) / span,
+                    "lost": sum(1 for _, o in window if o != "ok"),
+                }
+            )
     return minutes
 
 
@@ -272,8 +292,12 @@ class Tally:
         for kind, outcomes in self.outcomes.items():
             expected = {str(o) for o in EXPECTED[kind]}
             unexpected = sum(n for o, n in outcomes.items() if o not in expected and o != AT_THE_END)
-            entry = {"outcomes": dict(outcomes), "expected": sorted(expected), "unexpected": unexpected,
-                     "connections_opened": self.opened[kind]}
+            entry = {
+                "outcomes": dict(outcomes),
+                "expected": sorted(expected),
+                "unexpected": unexpected,
+                "connections_opened": self.opened[kind],
+            }
             if self.lifetimes.get(kind):
                 ordered = sorted(self.lifetimes[kind])
                 entry["cut_off_after_s"] = {"min": ordered[0], "median": percentile(ordered, 0.5), "max": ordered[-1]}
@@ -289,7 +313,7 @@ async def answer_or_closed(connection: Http) -> int | str:
         return status
     except (asyncio.IncompleteReadError, ConnectionError):
         return "closed"
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return "no answer"
 
 
@@ -309,7 +333,7 @@ async def slow_caller(config: dict, tally: Tally, stop: asyncio.Event) -> None:
             if headers.get("connection", "").lower() == "close":
                 connection.close()
                 connection = None
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as err:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as err:
             status = f"no answer ({type(err).__name__})"
             if connection is not None:
                 connection.close()
@@ -336,7 +360,7 @@ async def wrong_key_flood(config: dict, tally: Tally, stop: asyncio.Event, index
             if headers.get("connection", "").lower() == "close":
                 connection.close()
                 connection = None
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             status = "closed"
             if connection is not None:
                 connection.close()
@@ -369,8 +393,10 @@ def oversized_heads(config: dict) -> list[bytes]:
     body = json.dumps({"data": GOOD_ROWS[0][0]}).encode()
     # 12 kB: over API Gateway's 10,240 bytes of request line and headers, read whole and refused
     # by the gateway; 40 kB: over what the front end reads of a head at all, refused there.
-    return [post_bytes(config, config["good_path"], body, config["key"], f"X-Pad: {'a' * size}\r\n")
-            for size in (12_000, 40_000)]
+    return [
+        post_bytes(config, config["good_path"], body, config["key"], f"X-Pad: {'a' * size}\r\n")
+        for size in (12_000, 40_000)
+    ]
 
 
 def garbage(seed: int) -> list[bytes]:
@@ -382,14 +408,17 @@ def garbage(seed: int) -> list[bytes]:
 
 
 def huge_head(config: dict) -> bytes:
-    head = (f"POST {config['good_path']} HTTP/1.1\r\nHost: {config['host']}:{config['port']}\r\n"
-            f"Content-Type: application/json\r\nx-api-key: {config['key']}\r\n"
-            f"Content-Length: {HUGE_DECLARED_BYTES}\r\n\r\n")
+    head = (
+        f"POST {config['good_path']} HTTP/1.1\r\nHost: {config['host']}:{config['port']}\r\n"
+        f"Content-Type: application/json\r\nx-api-key: {config['key']}\r\n"
+        f"Content-Length: {HUGE_DECLARED_BYTES}\r\n\r\n"
+    )
     return head.encode() + b"7" * HUGE_SENT_BYTES
 
 
-async def one_at_a_time(config: dict, tally: Tally, stop: asyncio.Event, kind: str, interval: float,
-                        requests: list[bytes]) -> None:
+async def one_at_a_time(
+    config: dict, tally: Tally, stop: asyncio.Event, kind: str, interval: float, requests: list[bytes]
+) -> None:
     """One hostile request of ``kind`` every ``interval`` (the next waits for the last's answer)."""
     turn = 0
     while not stop.is_set():
@@ -397,7 +426,7 @@ async def one_at_a_time(config: dict, tally: Tally, stop: asyncio.Event, kind: s
         turn += 1
         try:
             await asyncio.wait_for(stop.wait(), interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -470,8 +499,11 @@ async def other_clients(config: dict, seconds: float) -> dict:
     tasks += [asyncio.ensure_future(slowloris(config, tally, stop, i)) for i in range(SLOWLORIS)]
     tasks += [asyncio.ensure_future(slow_caller(config, tally, stop)) for _ in range(SLOW_CALLERS)]
     tasks += [asyncio.ensure_future(wrong_key_flood(config, tally, stop, i)) for i in range(WRONG_KEY_CONNECTIONS)]
-    for kind, interval, requests in (("oversized", OVERSIZED_EVERY_S, heads), ("garbage", GARBAGE_EVERY_S, junk),
-                                     ("huge", HUGE_EVERY_S, [huge])):
+    for kind, interval, requests in (
+        ("oversized", OVERSIZED_EVERY_S, heads),
+        ("garbage", GARBAGE_EVERY_S, junk),
+        ("huge", HUGE_EVERY_S, [huge]),
+    ):
         tasks.append(asyncio.ensure_future(one_at_a_time(config, tally, stop, kind, interval, requests)))
     started = time.monotonic()
     await asyncio.sleep(seconds)
@@ -547,8 +579,11 @@ def make_slow(session, function: str) -> None:
     client.update_function_code(FunctionName=function, ZipFile=code)
     wait_updated(session, function)
     variables = client.get_function_configuration(FunctionName=function).get("Environment", {}).get("Variables", {})
-    client.update_function_configuration(FunctionName=function, Handler="slow_handler.lambda_handler",
-                                         Environment={"Variables": {**variables, "SLOW_SECONDS": repr(SLOW_SECONDS)}})
+    client.update_function_configuration(
+        FunctionName=function,
+        Handler="slow_handler.lambda_handler",
+        Environment={"Variables": {**variables, "SLOW_SECONDS": repr(SLOW_SECONDS)}},
+    )
     wait_updated(session, function)
     client.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=SLOW_RESERVED)
 
@@ -556,13 +591,15 @@ def make_slow(session, function: str) -> None:
 def wait_updated(session, function: str) -> None:
     # botocore's FunctionUpdatedV2 waiter, polled at the local cloud's pace (as l2c deploy does).
     session.client("lambda").get_waiter("function_updated_v2").wait(
-        FunctionName=function, WaiterConfig={"Delay": session.poll_seconds(1.0), "MaxAttempts": 300})
+        FunctionName=function, WaiterConfig={"Delay": session.poll_seconds(1.0), "MaxAttempts": 300}
+    )
 
 
 def check_and_warm(good, slow) -> None:
     """Every row's label through the good route, one slow answer; then every worker started."""
-    import httpx
     from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
 
     headers = {"x-api-key": good.api_key, "Content-Type": "application/json"}
 
@@ -592,8 +629,17 @@ def client_process(role: str, config: dict, seconds: float, folder: Path):
     config_path, out_path = folder / f"{role}-config.json", folder / f"{role}-result.json"
     out_path.unlink(missing_ok=True)
     config_path.write_text(json.dumps({**config, "seconds": seconds}))
-    command = [sys.executable, "-m", "bench.api_soak_bench", "--client", role, "--config", str(config_path),
-               "--out", str(out_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.api_soak_bench",
+        "--client",
+        role,
+        "--config",
+        str(config_path),
+        "--out",
+        str(out_path),
+    ]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         yield process, out_path
@@ -633,10 +679,17 @@ def memory_report(processes: dict, samples: list) -> dict:
         summary = memory_summary(series) if len(series) == len(samples) and len(series) >= 2 else {"gone": True}
         per_process.append({"pid": pid, "role": role, **summary})
     summary = memory_summary(total) if len(total) >= 2 else {}
-    summary["met"] = bool(summary) and len(complete) == len(processes) and (
-        summary["peak_vs_start"] <= MAX_PEAK_VS_START and summary["trend_pct_per_min"] <= MAX_TREND_PCT_PER_MIN)
-    return {"total": summary, "total_mb": [round(mb, 1) for _, mb in total], "processes": per_process,
-            "vanished": [pid for pid in processes if pid not in complete]}
+    summary["met"] = (
+        bool(summary)
+        and len(complete) == len(processes)
+        and (summary["peak_vs_start"] <= MAX_PEAK_VS_START and summary["trend_pct_per_min"] <= MAX_TREND_PCT_PER_MIN)
+    )
+    return {
+        "total": summary,
+        "total_mb": [round(mb, 1) for _, mb in total],
+        "processes": per_process,
+        "vanished": [pid for pid in processes if pid not in complete],
+    }
 
 
 # The artifact check's fork server (l2c.serving.sandbox), started in this process when the
@@ -683,24 +736,42 @@ def run(seconds: int, baseline_seconds: int, idle: int) -> dict:
     from bench.runtime_bench import machine
     from bench.soak_bench import rss_of
 
-    results = {"machine": machine(), "seconds": seconds, "baseline_seconds": baseline_seconds,
-               "setup": setup_description(idle),
-               "targets": {"lost": 0, "p99_ratio_max": P99_RATIO_MAX, "max_peak_vs_start": MAX_PEAK_VS_START,
-                           "max_trend_pct_per_min": MAX_TREND_PCT_PER_MIN, "hostile_unexpected": 0}}
+    results = {
+        "machine": machine(),
+        "seconds": seconds,
+        "baseline_seconds": baseline_seconds,
+        "setup": setup_description(idle),
+        "targets": {
+            "lost": 0,
+            "p99_ratio_max": P99_RATIO_MAX,
+            "max_peak_vs_start": MAX_PEAK_VS_START,
+            "max_trend_pct_per_min": MAX_TREND_PCT_PER_MIN,
+            "hostile_unexpected": 0,
+        },
+    }
     with counted_logs() as logs, tempfile.TemporaryDirectory(prefix="l2c-api-soak-") as scratch:
         folder = Path(scratch)
         with two_stacks() as (cloud, good, slow):
             target = urlsplit(good.url)
-            config = {"host": target.hostname, "port": target.port, "good_path": target.path,
-                      "slow_path": urlsplit(slow.url).path, "key": good.api_key, "idle": idle}
+            config = {
+                "host": target.hostname,
+                "port": target.port,
+                "good_path": target.path,
+                "slow_path": urlsplit(slow.url).path,
+                "key": good.api_key,
+                "idle": idle,
+            }
             results["setup"]["gateway_connection_cap"] = cloud._gateway.limits.max_connections
             check_and_warm(good, slow)
             print(f"baseline: {baseline_seconds} s of {GOOD_CONNECTIONS} good connections alone", flush=True)
             with client_process("good", config, baseline_seconds, folder) as (process, out):
                 results["baseline"] = collect(process, out, baseline_seconds)
             print_good("baseline", results["baseline"])
-            print(f"mixed soak: {seconds} s of good traffic, with {SLOW_CALLERS} callers of a {SLOW_SECONDS:g} s "
-                  f"function (reserved concurrency {SLOW_RESERVED}) and the hostile clients", flush=True)
+            print(
+                f"mixed soak: {seconds} s of good traffic, with {SLOW_CALLERS} callers of a {SLOW_SECONDS:g} s "
+                f"function (reserved concurrency {SLOW_RESERVED}) and the hostile clients",
+                flush=True,
+            )
             processes = soak_processes()
             others_seconds = seconds + 2 * SETTLE_S
             with client_process("others", config, others_seconds, folder) as (others, others_out):
@@ -720,8 +791,12 @@ def run(seconds: int, baseline_seconds: int, idle: int) -> dict:
 def setup_description(idle: int) -> dict:
     return {
         "good": {"connections": GOOD_CONNECTIONS, "rows": [row for row, _ in GOOD_ROWS]},
-        "slow": {"callers": SLOW_CALLERS, "sleep_s": SLOW_SECONDS, "reserved_concurrency": SLOW_RESERVED,
-                 "pause_after_refusal_s": SLOW_PAUSE_S},
+        "slow": {
+            "callers": SLOW_CALLERS,
+            "sleep_s": SLOW_SECONDS,
+            "reserved_concurrency": SLOW_RESERVED,
+            "pause_after_refusal_s": SLOW_PAUSE_S,
+        },
         "slowloris": {"connections": SLOWLORIS, "line_every_s": SLOWLORIS_LINE_S},
         "idle": {"connections": idle},
         "wrong_key": {"connections": WRONG_KEY_CONNECTIONS, "pause_s": WRONG_KEY_PAUSE_S},
@@ -744,67 +819,100 @@ def verdicts(results: dict) -> dict[str, bool]:
     return {
         "lost = 0 (baseline and mixed)": baseline["lost"] == 0 and mixed["lost"] == 0,
         f"mixed p99 / baseline p99 <= {P99_RATIO_MAX:g}x": results["p99_ratio"] <= P99_RATIO_MAX,
-        f"cloud RSS peak <= {MAX_PEAK_VS_START:g}x start, trend <= {MAX_TREND_PCT_PER_MIN:g} %/min": memory["total"]["met"],
+        f"cloud RSS peak <= {MAX_PEAK_VS_START:g}x start, trend <= {MAX_TREND_PCT_PER_MIN:g} %/min": memory["total"][
+            "met"
+        ],
         "every hostile request answered as expected": hostile == 0,
-        "slow function saturated (200s and refusals)": slow.get("200", 0) > 0 and slow.get("500", 0) + slow.get("429", 0) > 0,
-        "no process appeared or vanished during the soak":
-            not results["new_processes_during_soak"] and not memory["vanished"],
+        "slow function saturated (200s and refusals)": slow.get("200", 0) > 0
+        and slow.get("500", 0) + slow.get("429", 0) > 0,
+        "no process appeared or vanished during the soak": not results["new_processes_during_soak"]
+        and not memory["vanished"],
         "no process left after shutdown": not results["leftover_processes"],
     }
 
 
 def print_good(label: str, figures: dict) -> None:
-    print(f"  {label}: {figures['requests']:,} requests in {figures['seconds']:.0f} s, {figures['requests_per_s']:.1f} req/s, "
-          f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, max {figures['max_ms']:.1f} ms, "
-          f"lost {figures['lost']} {figures['outcomes']}", flush=True)
+    print(
+        f"  {label}: {figures['requests']:,} requests in {figures['seconds']:.0f} s, {figures['requests_per_s']:.1f} req/s, "
+        f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, max {figures['max_ms']:.1f} ms, "
+        f"lost {figures['lost']} {figures['outcomes']}",
+        flush=True,
+    )
 
 
 def print_report(results: dict, met: dict[str, bool]) -> None:
     mixed = results["mixed"]
     print_good("mixed", mixed)
     for minute in mixed["per_minute"]:
-        print(f"    minute {minute['minute']:>2}: {minute['requests']:,} requests, {minute['requests_per_s']:.1f} req/s, "
-              f"p50 {minute['p50_ms']:.1f} ms, p99 {minute['p99_ms']:.1f} ms, max {minute['max_ms']:.1f} ms, "
-              f"lost {minute['lost']}", flush=True)
-    print(f"  good p99 mixed / baseline: {results['p99_ratio']:.2f}x; throughput mixed / baseline: "
-          f"{results['throughput_ratio']:.2f}x", flush=True)
+        print(
+            f"    minute {minute['minute']:>2}: {minute['requests']:,} requests, {minute['requests_per_s']:.1f} req/s, "
+            f"p50 {minute['p50_ms']:.1f} ms, p99 {minute['p99_ms']:.1f} ms, max {minute['max_ms']:.1f} ms, "
+            f"lost {minute['lost']}",
+            flush=True,
+        )
+    print(
+        f"  good p99 mixed / baseline: {results['p99_ratio']:.2f}x; throughput mixed / baseline: "
+        f"{results['throughput_ratio']:.2f}x",
+        flush=True,
+    )
     setup = results["setup"]
-    print(f"  hostile and slow clients ({setup['idle']['connections']} idle connections held; the gateway's cap is "
-          f"{setup['gateway_connection_cap']}):", flush=True)
+    print(
+        f"  hostile and slow clients ({setup['idle']['connections']} idle connections held; the gateway's cap is "
+        f"{setup['gateway_connection_cap']}):",
+        flush=True,
+    )
     for kind, entry in results["others"]["classes"].items():
         extra = ""
         if "cut_off_after_s" in entry:
             extra += f", cut off after {entry['cut_off_after_s']['median']:.1f} s (median)"
         if "latency" in entry:
             extra += f", 200s p50 {entry['latency']['p50_ms']:.0f} ms"
-        print(f"    {kind:<10} {entry['outcomes']} expected {entry['expected']}: {entry['unexpected']} unexpected, "
-              f"{entry['connections_opened']} connections{extra}", flush=True)
+        print(
+            f"    {kind:<10} {entry['outcomes']} expected {entry['expected']}: {entry['unexpected']} unexpected, "
+            f"{entry['connections_opened']} connections{extra}",
+            flush=True,
+        )
     total = results["memory"]["total"]
     if total.get("samples"):
-        print(f"  cloud RSS (all {len(results['memory']['processes'])} processes): start / peak / end "
-              f"{total['start_mb']:.1f} / {total['peak_mb']:.1f} / {total['end_mb']:.1f} MB, peak/start "
-              f"{total['peak_vs_start']:.3f}x, trend {total['trend_pct_per_min']:+.2f} %/min ({total['samples']} samples)",
-              flush=True)
+        print(
+            f"  cloud RSS (all {len(results['memory']['processes'])} processes): start / peak / end "
+            f"{total['start_mb']:.1f} / {total['peak_mb']:.1f} / {total['end_mb']:.1f} MB, peak/start "
+            f"{total['peak_vs_start']:.3f}x, trend {total['trend_pct_per_min']:+.2f} %/min ({total['samples']} samples)",
+            flush=True,
+        )
     for process in results["memory"]["processes"]:
         if process.get("gone"):
             print(f"    {process['role']:<14} pid {process['pid']:>7}: gone during the soak", flush=True)
         else:
             alone = " (over the target on its own)" if process["trend_pct_per_min"] > MAX_TREND_PCT_PER_MIN else ""
-            print(f"    {process['role']:<14} pid {process['pid']:>7}: {process['start_mb']:.1f} / {process['peak_mb']:.1f}"
-                  f" / {process['end_mb']:.1f} MB, trend {process['trend_pct_per_min']:+.2f} %/min{alone}", flush=True)
+            print(
+                f"    {process['role']:<14} pid {process['pid']:>7}: {process['start_mb']:.1f} / {process['peak_mb']:.1f}"
+                f" / {process['end_mb']:.1f} MB, trend {process['trend_pct_per_min']:+.2f} %/min{alone}",
+                flush=True,
+            )
     for name, ok in met.items():
         print(f"  {'PASS' if ok else 'MISS'}  {name}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench api_soak", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=SOAK_SECONDS, help=f"length of the mixed soak (default {SOAK_SECONDS})")
+    parser.add_argument(
+        "--seconds", type=int, default=SOAK_SECONDS, help=f"length of the mixed soak (default {SOAK_SECONDS})"
+    )
     parser.add_argument("--quick", action="store_true", help=f"a {QUICK_SECONDS} s soak")
-    parser.add_argument("--idle", type=int, default=IDLE_CONNECTIONS,
-                        help=f"idle connections held open (default {IDLE_CONNECTIONS}; the gateway's cap is 2048 "
-                             "or a quarter of the open-file limit)")
-    parser.add_argument("--baseline-seconds", type=int, default=BASELINE_SECONDS,
-                        help=f"length of the good-only baseline (default {BASELINE_SECONDS})")
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=IDLE_CONNECTIONS,
+        help=f"idle connections held open (default {IDLE_CONNECTIONS}; the gateway's cap is 2048 "
+        "or a quarter of the open-file limit)",
+    )
+    parser.add_argument(
+        "--baseline-seconds",
+        type=int,
+        default=BASELINE_SECONDS,
+        help=f"length of the good-only baseline (default {BASELINE_SECONDS})",
+    )
     parser.add_argument("--client", choices=("good", "others"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

@@ -66,8 +66,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     os.environ[MODEL_ENV] = os.path.abspath(args.model)
-    uvicorn.run("bench.bare_asgi_server:app_from_env", factory=True, workers=args.workers,
-                **server._run_options(args.host, args.port))
+    uvicorn.run(
+        "bench.bare_asgi_server:app_from_env",
+        factory=True,
+        workers=args.workers,
+        **server._run_options(args.host, args.port),
+    )
 
 
 if __name__ == "__main__":

@@ -58,7 +58,11 @@ def in_process(model_dir: Path, rows: np.ndarray, csv_bytes: bytes) -> dict:
     started = time.perf_counter()
     start = 0
     while start < len(csv_bytes):
-        end = len(csv_bytes) if start + MINI_BATCH_BYTES >= len(csv_bytes) else csv_bytes.rfind(b"\n", start, start + MINI_BATCH_BYTES) + 1
+        end = (
+            len(csv_bytes)
+            if start + MINI_BATCH_BYTES >= len(csv_bytes)
+            else csv_bytes.rfind(b"\n", start, start + MINI_BATCH_BYTES) + 1
+        )
         reply = engine.invoke(csv_bytes[start:end], "text/csv", "text/csv")
         assert reply.status == 200, reply.body[:200]
         start = end
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = in_process(iris_model_dir(), rows, csv_bytes)
         with deployed_local_cloud() as (cloud, _deployment):
             httpx.post(cloud.env["AWS_ENDPOINT_URL"] + "/_l2c/pace", json={"pace": 0}).raise_for_status()
-            session = connect(LOCAL)
+            session = connect(LOCAL, env=cloud.env)
             started = time.perf_counter()
             result = batch.run_batch("iris", source, session=session, reporter=Reporter(), clean=True)
             batch_s = time.perf_counter() - started
@@ -111,12 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     results["l2c_batch_vs_inplace_predict"] = per_s["l2c_batch"] / per_s["in_process_inplace_predict"]
     results["l2c_batch_vs_container_logic"] = per_s["l2c_batch"] / per_s["in_process_container_logic"]
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    print(f"  the transform job itself (start to end): {results['job_s']:.1f} s; the rest is upload, download, "
-          "and writing the output file", flush=True)
+    print(
+        f"  the transform job itself (start to end): {results['job_s']:.1f} s; the rest is upload, download, "
+        "and writing the output file",
+        flush=True,
+    )
     for name, value in per_s.items():
         print(f"  {value:12,.0f} rows/s  {name}", flush=True)
-    print(f"l2c batch: {count:,} rows in {batch_s:.1f} s = {results['l2c_batch_vs_inplace_predict']:.3f}x in-process "
-          f"inplace_predict, {results['l2c_batch_vs_container_logic']:.3f}x the container logic in-process", flush=True)
+    print(
+        f"l2c batch: {count:,} rows in {batch_s:.1f} s = {results['l2c_batch_vs_inplace_predict']:.3f}x in-process "
+        f"inplace_predict, {results['l2c_batch_vs_container_logic']:.3f}x the container logic in-process",
+        flush=True,
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results written to {RESULTS.relative_to(REPO)}", flush=True)

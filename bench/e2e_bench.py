@@ -51,31 +51,33 @@ STACK = "iris"
 
 @contextmanager
 def fresh_local_cloud(prefix: str):
-    """A fresh local cloud on free ports, this process's boto3 pointed at it, with deploy options
-    wide enough that no throttle (the plan's or the stage's) is what a bench measures; every
-    stack is destroyed and the environment put back afterwards."""
-    from l2c.cloud import stack
+    """A fresh local cloud on free ports, a session on it, and deploy options wide enough that no
+    throttle (the plan's or the stage's) is what a bench measures; the deploys' files go to a
+    temporary folder, and every stack is destroyed afterwards."""
+    from l2c.cloud import plan, teardown
     from l2c.cloud.apigateway import Limits
     from l2c.cloud.progress import Reporter
     from l2c.cloud.session import LOCAL, connect
+    from l2c.config import STATE_DIR_ENV
     from l2c.local.cloud import LocalCloud, Ports
 
-    saved = dict(os.environ)
+    saved = os.environ.get(STATE_DIR_ENV)
     with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        os.environ[STATE_DIR_ENV] = folder
         cloud = LocalCloud(Ports.free()).start()
         try:
-            os.environ.update(cloud.env)
-            os.environ["L2C_STATE_DIR"] = folder
-            session = connect(LOCAL)
+            session = connect(LOCAL, env=cloud.env)
             limits = Limits(rate_limit=100_000.0, burst_limit=100_000, quota_limit=100_000_000)
             try:
-                yield cloud, session, stack.DeployOptions(limits=limits)
+                yield cloud, session, plan.DeployOptions(limits=limits)
             finally:
-                stack.destroy(everything=True, session=session, reporter=Reporter())
+                teardown.destroy(everything=True, session=session, reporter=Reporter())
         finally:
             cloud.stop()
-            os.environ.clear()
-            os.environ.update(saved)
+            if saved is None:
+                os.environ.pop(STATE_DIR_ENV, None)
+            else:
+                os.environ[STATE_DIR_ENV] = saved
 
 
 @contextmanager
@@ -104,6 +106,7 @@ class HopTimer:
         timings = self.seconds[label]
 
         if _is_coroutine(original):
+
             async def timed(*args, **kwargs):
                 started = time.perf_counter()
                 try:
@@ -111,12 +114,14 @@ class HopTimer:
                 finally:
                     timings.append(time.perf_counter() - started)
         else:
+
             def timed(*args, **kwargs):
                 started = time.perf_counter()
                 try:
                     return original(*args, **kwargs)
                 finally:
                     timings.append(time.perf_counter() - started)
+
         setattr(owner, name, timed)
         self._undo.append((owner, name, original))
 
@@ -146,7 +151,7 @@ def _is_coroutine(function) -> bool:
 
 def profile_one_request(cloud, deployment, requests: int) -> dict:
     """Median milliseconds of each hop over ``requests`` sequential calls."""
-    from l2c.local.gateway import Gateway
+    from l2c.local.gateway.service import Gateway
     from l2c.local.lambdas import LambdaHost
 
     timer = HopTimer()
@@ -181,7 +186,8 @@ def profile_one_request(cloud, deployment, requests: int) -> dict:
     handler = statistics.median(timer.handler_ms) if timer.handler_ms else float("nan")
     hops = {
         "client <-> gateway HTTP": total - median_ms["gateway"],
-        "gateway: route, API key, usage plan, permission (control-plane reads)": median_ms["gateway"] - median_ms["lambda"],
+        "gateway: route, API key, usage plan, permission (control-plane reads)": median_ms["gateway"]
+        - median_ms["lambda"],
         "Lambda host <-> worker process (pipe, event JSON, log forwarding)": median_ms["lambda"] - handler,
         "handler: parse, boto3 invoke_endpoint call, answer": handler - median_ms["runtime"],
         "runtime process: HTTP, resolve endpoint, parse CSV, predict, format": median_ms["runtime"],
@@ -216,8 +222,11 @@ def load_runs(wrk: str, deployment, seconds: int) -> dict:
     for connections in CONNECTIONS:
         runs[str(connections)] = wrk_run(wrk, deployment.url, BODY, headers, seconds, connections)
         figures = runs[str(connections)]
-        print(f"  {connections:>2} connections: {figures['requests_per_s']:8.1f} req/s  p50 {figures['p50_ms']:7.2f} ms"
-              f"  p99 {figures['p99_ms']:7.2f} ms  errors {figures['non_2xx'] + figures['socket_errors']}", flush=True)
+        print(
+            f"  {connections:>2} connections: {figures['requests_per_s']:8.1f} req/s  p50 {figures['p50_ms']:7.2f} ms"
+            f"  p99 {figures['p99_ms']:7.2f} ms  errors {figures['non_2xx'] + figures['socket_errors']}",
+            flush=True,
+        )
     return runs
 
 
@@ -226,8 +235,11 @@ def endpoint_alone(wrk: str, cloud, deployment, seconds: int) -> dict:
     url = f"{cloud.runtime_url}/endpoints/{deployment.endpoint}/invocations"
     headers = {"Content-Type": "text/csv", "Accept": "application/json"}
     figures = wrk_run(wrk, url, ROW, headers, seconds, 8)
-    print(f"  endpoint alone, 8 connections: {figures['requests_per_s']:8.1f} req/s  p50 {figures['p50_ms']:7.2f} ms"
-          f"  p99 {figures['p99_ms']:7.2f} ms", flush=True)
+    print(
+        f"  endpoint alone, 8 connections: {figures['requests_per_s']:8.1f} req/s  p50 {figures['p50_ms']:7.2f} ms"
+        f"  p99 {figures['p99_ms']:7.2f} ms",
+        flush=True,
+    )
     return figures
 
 
@@ -252,8 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     wrk = wrk_or_say_why("the end-to-end load figures")
     if wrk is None:
         return 1
-    results = {"machine": machine(), "stack": STACK, "body": BODY, "load_generator": "wrk (Debian package)",
-               "target_rps_at_8": TARGET_RPS_AT_8}
+    results = {
+        "machine": machine(),
+        "stack": STACK,
+        "body": BODY,
+        "load_generator": "wrk (Debian package)",
+        "target_rps_at_8": TARGET_RPS_AT_8,
+    }
     with deployed_local_cloud() as (cloud, deployment):
         answer = httpx.post(deployment.url, content=BODY, headers={"x-api-key": deployment.api_key}, timeout=30)
         if answer.status_code != 200 or answer.json().get("prediction") != "setosa":
@@ -273,9 +290,12 @@ def main(argv: list[str] | None = None) -> int:
     results["errors"] = errors
     results["target_met"] = at_8["requests_per_s"] >= TARGET_RPS_AT_8 and errors == 0
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    print(f"8 connections: {at_8['requests_per_s']:.1f} req/s through the API = "
-          f"{results['api_vs_endpoint_alone_at_8']:.2f}x the endpoint alone; "
-          f"{'PASS' if results['target_met'] else 'MISS'} (target >= {TARGET_RPS_AT_8:g} req/s, zero errors)", flush=True)
+    print(
+        f"8 connections: {at_8['requests_per_s']:.1f} req/s through the API = "
+        f"{results['api_vs_endpoint_alone_at_8']:.2f}x the endpoint alone; "
+        f"{'PASS' if results['target_met'] else 'MISS'} (target >= {TARGET_RPS_AT_8:g} req/s, zero errors)",
+        flush=True,
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"errors during load: {errors}; results written to {RESULTS.relative_to(REPO)}", flush=True)

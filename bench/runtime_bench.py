@@ -151,8 +151,12 @@ def wrk_started(wrk: str, url: str, body: str | bytes, headers: dict[str, str], 
     body_file = folder / "body"
     body_file.write_bytes(body.encode() if isinstance(body, str) else body)
     script = folder / "post.lua"
-    lines = ['wrk.method = "POST"', f'local file = io.open("{body_file}", "rb")', 'wrk.body = file:read("*a")',
-             "file:close()"]
+    lines = [
+        'wrk.method = "POST"',
+        f'local file = io.open("{body_file}", "rb")',
+        'wrk.body = file:read("*a")',
+        "file:close()",
+    ]
     lines += [f"wrk.headers[{json.dumps(name)}] = {json.dumps(value)}" for name, value in headers.items()]
     script.write_text("\n".join(lines) + "\n")
     command = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script), url]
@@ -208,9 +212,15 @@ def memory_summary(samples: list[tuple[float, float]]) -> dict:
     start, peak, end = megabytes[0], megabytes.max(), megabytes[-1]
     late = seconds >= seconds[-1] / 2
     slope = np.polyfit(seconds[late], megabytes[late], 1)[0] if late.sum() >= 3 else 0.0
-    return {"samples": len(samples), "start_mb": float(start), "peak_mb": float(peak), "end_mb": float(end),
-            "peak_vs_start": float(peak / start), "end_vs_start": float(end / start),
-            "trend_pct_per_min": float(100.0 * slope * 60.0 / start)}
+    return {
+        "samples": len(samples),
+        "start_mb": float(start),
+        "peak_mb": float(peak),
+        "end_mb": float(end),
+        "peak_vs_start": float(peak / start),
+        "end_vs_start": float(end / start),
+        "trend_pct_per_min": float(100.0 * slope * 60.0 / start),
+    }
 
 
 # --------------------------------------------------------------------------- the measures
@@ -232,15 +242,18 @@ def container_answers(model_dir: Path, values: np.ndarray) -> dict[str, bytes]:
     predictions = load_artifact(model_dir).booster.predict(xgb.DMatrix(values), validate_features=False).tolist()
     stream = io.StringIO()
     np.savetxt(stream, predictions, delimiter=",", fmt="%s")
-    return {"text/csv": stream.getvalue().encode(),
-            "application/json": json.dumps({"predictions": [{"score": p} for p in predictions]}).encode()}
+    return {
+        "text/csv": stream.getvalue().encode(),
+        "application/json": json.dumps({"predictions": [{"score": p} for p in predictions]}).encode(),
+    }
 
 
 def check_large_answers(url: str, body: bytes, expected: dict[str, bytes]) -> dict[str, bool]:
     identical = {}
     for accept, answer in expected.items():
-        response = httpx.post(url + "/invocations", content=body, timeout=60,
-                              headers={"content-type": "text/csv", "accept": accept})
+        response = httpx.post(
+            url + "/invocations", content=body, timeout=60, headers={"content-type": "text/csv", "accept": accept}
+        )
         identical[accept] = response.status_code == 200 and response.content == answer
     return identical
 
@@ -295,8 +308,12 @@ def soak(wrk: str, url: str, pid: int, seconds: int) -> dict:
     with wrk_started(wrk, url + "/invocations", SINGLE_ROW, {"Content-Type": "text/csv"}, seconds, CONNECTIONS) as load:
         samples = sample_during(load, lambda: tree_rss(pid) / 2**20)
         output, _ = load.communicate(timeout=60)
-    return {"seconds": seconds, **memory_summary(samples), "rss_mb": [round(mb, 1) for _, mb in samples],
-            "load": parse_wrk(output)}
+    return {
+        "seconds": seconds,
+        **memory_summary(samples),
+        "rss_mb": [round(mb, 1) for _, mb in samples],
+        "load": parse_wrk(output),
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -308,8 +325,13 @@ def machine() -> dict:
     if cpuinfo.exists():
         found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
         model_name = found.group(1).strip() if found else model_name
-    return {"cpus": os.cpu_count(), "cpu_model": model_name, "python": platform.python_version(),
-            "platform": platform.platform(), "load_average_at_start": os.getloadavg()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model_name,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def verdict(name: str, value: float | None) -> str:
@@ -334,7 +356,12 @@ def report(results: dict) -> dict[str, str]:
     single, bare, flask = results["single_row"], results["bare_asgi"], results["flask_context"]
     print(f"1. single-row text/csv, {CONNECTIONS} connections, {results['rounds']} alternating round(s):")
     if single:
-        line("l2c serve / bare ASGI app (same stack), req/s ratio", results["single_row_vs_bare"], "x", "single_row_vs_bare")
+        line(
+            "l2c serve / bare ASGI app (same stack), req/s ratio",
+            results["single_row_vs_bare"],
+            "x",
+            "single_row_vs_bare",
+        )
         line("l2c serve p99 (worst round)", single["p99_ms"], "ms", "single_row_p99_ms")
         line("  l2c serve req/s (mean of rounds)", single["requests_per_s"], "req/s")
         line("  bare ASGI app req/s (mean of rounds; baseline)", bare["requests_per_s"], "req/s")
@@ -346,25 +373,39 @@ def report(results: dict) -> dict[str, str]:
         print("  NOT MEASURED: wrk is not available (apt-get install wrk)")
         verdicts["single_row_vs_bare"] = verdicts["single_row_p99_ms"] = "NOT MEASURED"
     large = results["large_csv"]
-    print(f"2. one {large['rows']:,}-row CSV request ({large['body_mb']:.2f} MB), {results['rounds']} alternating round(s):")
+    print(
+        f"2. one {large['rows']:,}-row CSV request ({large['body_mb']:.2f} MB), {results['rounds']} alternating round(s):"
+    )
     line("l2c serve / in-process inplace_predict, median ratio", large["ratio_vs_inplace"], "x", "large_vs_inplace")
     line("  l2c serve median (" + large["measured_with"] + ")", large["median_s"], "s")
-    line(f"  in-process inplace_predict median ({large['inplace_threads']} threads; baseline)",
-         large["inplace_median_s"], "s")
+    line(
+        f"  in-process inplace_predict median ({large['inplace_threads']} threads; baseline)",
+        large["inplace_median_s"],
+        "s",
+    )
     for accept, same in large["identical_to_container"].items():
         print(f"  answer byte-identical to the container's ({accept}): {'yes' if same else 'NO'}")
     if not all(large["identical_to_container"].values()):
         verdicts["large_vs_inplace"] = "MISS (answer differs from the container's)"
     memory = results["soak"]
-    print(f"3. memory of the server's processes over a {memory['seconds']} s soak:" if memory else
-          "3. memory: NOT MEASURED (no wrk)")
+    print(
+        f"3. memory of the server's processes over a {memory['seconds']} s soak:"
+        if memory
+        else "3. memory: NOT MEASURED (no wrk)"
+    )
     if memory:
         line("RSS peak / start", memory["peak_vs_start"], "x", "rss_peak_vs_start")
-        line("RSS trend over the second half, % of start per minute", memory["trend_pct_per_min"], "%/min",
-             "rss_trend_pct_per_min")
+        line(
+            "RSS trend over the second half, % of start per minute",
+            memory["trend_pct_per_min"],
+            "%/min",
+            "rss_trend_pct_per_min",
+        )
         line("  RSS end / start", memory["end_vs_start"], "x")
-        print(f"  RSS start / peak / end: {memory['start_mb']:.1f} / {memory['peak_mb']:.1f} / {memory['end_mb']:.1f} MB "
-              f"({memory['samples']} samples, {memory['load']['requests']:,} requests)")
+        print(
+            f"  RSS start / peak / end: {memory['start_mb']:.1f} / {memory['peak_mb']:.1f} / {memory['end_mb']:.1f} MB "
+            f"({memory['samples']} samples, {memory['load']['requests']:,} requests)"
+        )
     else:
         verdicts["rss_peak_vs_start"] = verdicts["rss_trend_pct_per_min"] = "NOT MEASURED"
     return verdicts
@@ -375,10 +416,15 @@ def report(results: dict) -> dict[str, str]:
 
 def rounds_mean(runs: list[dict]) -> dict:
     """wrk figures over alternating rounds: mean rate, worst p99, summed counts."""
-    return {"rounds": runs, "requests_per_s": statistics.mean(r["requests_per_s"] for r in runs),
-            "p50_ms": statistics.median(r["p50_ms"] for r in runs), "p99_ms": max(r["p99_ms"] for r in runs),
-            "requests": sum(r["requests"] for r in runs), "non_2xx": sum(r["non_2xx"] for r in runs),
-            "socket_errors": sum(r["socket_errors"] for r in runs)}
+    return {
+        "rounds": runs,
+        "requests_per_s": statistics.mean(r["requests_per_s"] for r in runs),
+        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "p99_ms": max(r["p99_ms"] for r in runs),
+        "requests": sum(r["requests"] for r in runs),
+        "non_2xx": sum(r["non_2xx"] for r in runs),
+        "socket_errors": sum(r["socket_errors"] for r in runs),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,18 +443,49 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk could not be installed: throughput and memory figures are skipped", flush=True)
     ports = {name: free_port() for name in ("l2c", "bare", "flask")}
     commands = {
-        "l2c": [sys.executable, "-m", "l2c.serving.server", "container", str(model_dir),
-                "--port", str(ports["l2c"]), "--workers", str(args.workers)],
-        "bare": [sys.executable, "-m", "bench.bare_asgi_server", "--model", str(model_dir),
-                 "--port", str(ports["bare"]), "--workers", str(args.workers)],
-        "flask": [sys.executable, "-m", "bench.naive_flask_server",
-                  "--model", str(model_dir / "xgboost_classifier.joblib"), "--port", str(ports["flask"])],
+        "l2c": [
+            sys.executable,
+            "-m",
+            "l2c.serving.server",
+            "container",
+            str(model_dir),
+            "--port",
+            str(ports["l2c"]),
+            "--workers",
+            str(args.workers),
+        ],
+        "bare": [
+            sys.executable,
+            "-m",
+            "bench.bare_asgi_server",
+            "--model",
+            str(model_dir),
+            "--port",
+            str(ports["bare"]),
+            "--workers",
+            str(args.workers),
+        ],
+        "flask": [
+            sys.executable,
+            "-m",
+            "bench.naive_flask_server",
+            "--model",
+            str(model_dir / "xgboost_classifier.joblib"),
+            "--port",
+            str(ports["flask"]),
+        ],
     }
     shown_model = model_dir.relative_to(REPO) if model_dir.is_relative_to(REPO) else model_dir
-    results = {"machine": machine(), "model": str(shown_model), "connections": CONNECTIONS,
-               "workers": args.workers, "rounds": rounds, "round_seconds": seconds,
-               "targets": {name: {"target": t, "kind": k} for name, (t, k) in TARGETS.items()},
-               "load_generator": "wrk (Debian package)"}
+    results = {
+        "machine": machine(),
+        "model": str(shown_model),
+        "connections": CONNECTIONS,
+        "workers": args.workers,
+        "rounds": rounds,
+        "round_seconds": seconds,
+        "targets": {name: {"target": t, "kind": k} for name, (t, k) in TARGETS.items()},
+        "load_generator": "wrk (Debian package)",
+    }
     body, values = large_csv_body()
     expected = container_answers(model_dir, values)
     inplace = inplace_predictor(model_dir, values)
@@ -443,8 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         results["bare_asgi"] = rounds_mean(bare) if bare else None
         results["flask_context"] = wrk_post(wrk, urls["flask"], SINGLE_ROW, 3) if wrk else None
         if single:
-            results["single_row_vs_bare"] = results["single_row"]["requests_per_s"] / results["bare_asgi"]["requests_per_s"]
-            results["single_row_vs_flask"] = results["single_row"]["requests_per_s"] / results["flask_context"]["requests_per_s"]
+            results["single_row_vs_bare"] = (
+                results["single_row"]["requests_per_s"] / results["bare_asgi"]["requests_per_s"]
+            )
+            results["single_row_vs_flask"] = (
+                results["single_row"]["requests_per_s"] / results["flask_context"]["requests_per_s"]
+            )
 
         identical = check_large_answers(urls["l2c"], body, expected)
         large, baseline = [], []
@@ -452,26 +533,40 @@ def main(argv: list[str] | None = None) -> int:
             baseline += inplace(15)
             large += time_large_requests(wrk, urls["l2c"], body, seconds)
         results["large_csv"] = {
-            "rows": len(values), "body_mb": len(body) / 1e6, "inplace_threads": os.cpu_count() or 1,
+            "rows": len(values),
+            "body_mb": len(body) / 1e6,
+            "inplace_threads": os.cpu_count() or 1,
             "measured_with": "wrk, 1 connection" if wrk else "http.client",
-            "median_s": statistics.median(large), "inplace_median_s": statistics.median(baseline),
+            "median_s": statistics.median(large),
+            "inplace_median_s": statistics.median(baseline),
             "ratio_vs_inplace": statistics.median(large) / statistics.median(baseline),
-            "rounds_s": large, "identical_to_container": identical,
+            "rounds_s": large,
+            "identical_to_container": identical,
         }
         results["soak"] = soak(wrk, urls["l2c"], processes["l2c"].pid, soak_seconds) if wrk else None
     results["machine"]["load_average_at_end"] = os.getloadavg()
 
     results["verdicts"] = report(results)
     results["all_targets_met"] = all(v.startswith("PASS") for v in results["verdicts"].values())
-    loads = [r for r in (results["single_row"], results["bare_asgi"], results["flask_context"],
-                         (results["soak"] or {}).get("load")) if r]
+    loads = [
+        r
+        for r in (
+            results["single_row"],
+            results["bare_asgi"],
+            results["flask_context"],
+            (results["soak"] or {}).get("load"),
+        )
+        if r
+    ]
     errors = sum(r["non_2xx"] + r["socket_errors"] for r in loads)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"load average {results['machine']['load_average_at_start'][0]:.1f} at the start, "
-          f"{results['machine']['load_average_at_end'][0]:.1f} at the end; errors during load: {errors}; "
-          f"targets {'all met' if results['all_targets_met'] else 'NOT all met'}; "
-          f"results written to {RESULTS.relative_to(REPO)}")
+    print(
+        f"load average {results['machine']['load_average_at_start'][0]:.1f} at the start, "
+        f"{results['machine']['load_average_at_end'][0]:.1f} at the end; errors during load: {errors}; "
+        f"targets {'all met' if results['all_targets_met'] else 'NOT all met'}; "
+        f"results written to {RESULTS.relative_to(REPO)}"
+    )
     return 0 if errors == 0 and all(results["large_csv"]["identical_to_container"].values()) else 1
 
 

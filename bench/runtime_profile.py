@@ -19,8 +19,17 @@ import time
 import numpy as np
 import psutil
 
-from bench.runtime_bench import (CONNECTIONS, HOST, SINGLE_ROW, REPO, ensure_wrk, free_port, iris_model_dir,
-                                 large_csv_body, running, wrk_post)
+from bench.runtime_bench import (
+    CONNECTIONS,
+    REPO,
+    SINGLE_ROW,
+    ensure_wrk,
+    free_port,
+    iris_model_dir,
+    large_csv_body,
+    running,
+    wrk_post,
+)
 
 
 def fastest(work, runs: int) -> float:
@@ -49,9 +58,13 @@ def single_row_steps(engine, formats) -> float:
         "CSV parse (parse_csv: decode, sniff, split, cast, inf check)": lambda: formats.parse_csv(body),
         "width check": lambda: engine.check_width(rows),
         "XGBoost C call and copy (DensePredictor, one thread)": lambda: engine.one_thread.predict(rows),
-        "  the same through Booster.inplace_predict (the bare app's)": lambda: engine.one_thread.booster.inplace_predict(rows, validate_features=False),
-        "Accept and encode (parse_accept, encode_predictions)": lambda: (formats.parse_accept(None, "text/csv"),
-                                                                     formats.encode_predictions(predictions, "text/csv")),
+        "  the same through Booster.inplace_predict (the bare app's)": lambda: (
+            engine.one_thread.booster.inplace_predict(rows, validate_features=False)
+        ),
+        "Accept and encode (parse_accept, encode_predictions)": lambda: (
+            formats.parse_accept(None, "text/csv"),
+            formats.encode_predictions(predictions, "text/csv"),
+        ),
         "the engine in all (Engine.invoke)": lambda: engine.invoke(body, "text/csv", None),
     }
     found = {label: fastest(work, 20_000) for label, work in steps.items()}
@@ -81,14 +94,18 @@ def large_steps(engine, formats, pieces, body: bytes) -> float:
         "orjson of the 300,000 doubles": lambda: orjson.dumps(values.ravel(), option=orjson.OPT_SERIALIZE_NUMPY),
         "row ends (comma -> newline) and magnitude checks": lambda: formats._end_rows_at_every(flat, values.shape[1]),
         "encode in all (encode_predictions)": lambda: formats.encode_predictions(whole, "text/csv"),
-        "whole body on one thread + prediction on every core (Engine.invoke)": lambda: engine.invoke(body, "text/csv", None),
-        "in pieces on every core (pieces.invoke: the server's path)": lambda: pieces.invoke(engine, body, "text/csv", None),
+        "whole body on one thread + prediction on every core (Engine.invoke)": lambda: engine.invoke(
+            body, "text/csv", None
+        ),
+        "in pieces on every core (pieces.invoke: the server's path)": lambda: pieces.invoke(
+            engine, body, "text/csv", None
+        ),
     }
     cpu_start = time.process_time()
     found = {label: fastest(work, 15) for label, work in steps.items()}
     for label, seconds in found.items():
         show(label, seconds)
-    start, cpu_start = time.perf_counter(), time.process_time()
+    cpu_start = time.process_time()
     for _ in range(10):
         pieces.invoke(engine, body, "text/csv", None)
     show("  CPU time of the pieces path, all threads (mean of 10)", (time.process_time() - cpu_start) / 10)
@@ -119,10 +136,28 @@ def main() -> int:
         print("wrk is not available: the HTTP shares are not measured")
         return 1
     ports = {"l2c": free_port(), "bare": free_port()}
-    l2c = [sys.executable, "-m", "l2c.serving.server", "container", str(model_dir), "--port", str(ports["l2c"]),
-           "--workers", "2"]
-    bare = [sys.executable, "-m", "bench.bare_asgi_server", "--model", str(model_dir), "--port", str(ports["bare"]),
-            "--workers", "2"]
+    l2c = [
+        sys.executable,
+        "-m",
+        "l2c.serving.server",
+        "container",
+        str(model_dir),
+        "--port",
+        str(ports["l2c"]),
+        "--workers",
+        "2",
+    ]
+    bare = [
+        sys.executable,
+        "-m",
+        "bench.bare_asgi_server",
+        "--model",
+        str(model_dir),
+        "--port",
+        str(ports["bare"]),
+        "--workers",
+        "2",
+    ]
     with running(l2c, ports["l2c"]) as (url, process), running(bare, ports["bare"]) as (bare_url, bare_process):
         print("over loopback (wrk; medians):")
         wrk_post(wrk, url, SINGLE_ROW, 1)

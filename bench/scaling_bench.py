@@ -94,8 +94,17 @@ def time_in_process(boosters: tuple, rows: np.ndarray, seconds: float) -> list[f
 
 
 def server_command(model: Path, port: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "l2c.serving.server", "container", str(model), "--port", str(port),
-            "--workers", str(workers)]
+    return [
+        sys.executable,
+        "-m",
+        "l2c.serving.server",
+        "container",
+        str(model),
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
 
 
 # --------------------------------------------------------------------------- rows per request
@@ -114,12 +123,21 @@ def scale_rows(model_dir: Path, workers: int, seconds: float) -> list[dict]:
             body = csv_of(rows)
             served = statistics.median(time_requests(url, body, seconds))
             alone = statistics.median(time_in_process(boosters, rows, seconds))
-            points.append({
-                "rows": count, "body_bytes": len(body), "median_s": served, "rows_per_s": count / served,
-                "in_process_median_s": alone, "ratio_vs_in_process": served / alone,
-            })
-            print(f"  {count:>7,} rows  {served * 1000:9.2f} ms  {count / served:12,.0f} rows/s"
-                  f"   in-process {alone * 1000:8.3f} ms   ratio {served / alone:7.1f}x", flush=True)
+            points.append(
+                {
+                    "rows": count,
+                    "body_bytes": len(body),
+                    "median_s": served,
+                    "rows_per_s": count / served,
+                    "in_process_median_s": alone,
+                    "ratio_vs_in_process": served / alone,
+                }
+            )
+            print(
+                f"  {count:>7,} rows  {served * 1000:9.2f} ms  {count / served:12,.0f} rows/s"
+                f"   in-process {alone * 1000:8.3f} ms   ratio {served / alone:7.1f}x",
+                flush=True,
+            )
     return points
 
 
@@ -169,9 +187,16 @@ def scale_trees(wrk: str | None, workers: int, seconds: float) -> list[dict]:
             }
             point["wide_ratio_vs_in_process"] = point["wide_median_s"] / point["wide_in_process_s"]
             points.append(point)
-            rps = f"{load['requests_per_s']:9,.0f} req/s p50 {load['p50_ms']:6.2f} ms p99 {load['p99_ms']:6.2f} ms" if load else "load not measured (no wrk)"
-            print(f"  {trees:>5} trees  single row: {rps}   {WIDE_REQUEST_ROWS:,} rows: {wide_served * 1000:7.2f} ms"
-                  f" (in-process {point['wide_in_process_s'] * 1000:6.2f} ms)", flush=True)
+            rps = (
+                f"{load['requests_per_s']:9,.0f} req/s p50 {load['p50_ms']:6.2f} ms p99 {load['p99_ms']:6.2f} ms"
+                if load
+                else "load not measured (no wrk)"
+            )
+            print(
+                f"  {trees:>5} trees  single row: {rps}   {WIDE_REQUEST_ROWS:,} rows: {wide_served * 1000:7.2f} ms"
+                f" (in-process {point['wide_in_process_s'] * 1000:6.2f} ms)",
+                flush=True,
+            )
     return points
 
 
@@ -213,14 +238,17 @@ def plot_trees(points: list[dict], path: Path) -> None:
     loaded = [p for p in points if p["single_row_load"]]
     if loaded:
         rate.semilogx([p["trees"] for p in loaded], [p["single_row_load"]["requests_per_s"] for p in loaded], "o-")
-    rate.set(xlabel="trees in the model", ylabel="single-row requests/s (8 connections)",
-             title="Throughput vs model size")
+    rate.set(
+        xlabel="trees in the model", ylabel="single-row requests/s (8 connections)", title="Throughput vs model size"
+    )
     rate.set_ylim(bottom=0)
     rate.grid(True, which="both", alpha=0.3)
     latency.loglog(trees, [p["single_row_median_s"] * 1000 for p in points], "o-", label="1 row, l2c")
     latency.loglog(trees, [p["single_row_in_process_s"] * 1000 for p in points], "s--", label="1 row, in-process")
     latency.loglog(trees, [p["wide_median_s"] * 1000 for p in points], "o-", label=f"{WIDE_REQUEST_ROWS:,} rows, l2c")
-    latency.loglog(trees, [p["wide_in_process_s"] * 1000 for p in points], "s--", label=f"{WIDE_REQUEST_ROWS:,} rows, in-process")
+    latency.loglog(
+        trees, [p["wide_in_process_s"] * 1000 for p in points], "s--", label=f"{WIDE_REQUEST_ROWS:,} rows, in-process"
+    )
     latency.set(xlabel="trees in the model", ylabel="median latency (ms)", title="Latency vs model size")
     latency.grid(True, which="both", alpha=0.3)
     latency.legend(fontsize=8)
@@ -253,10 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     plot_rows(results["rows"], RESULTS / "scaling_rows.png")
     plot_trees(results["trees"], RESULTS / "scaling_trees.png")
     (RESULTS / "scaling.json").write_text(json.dumps(results, indent=2) + "\n")
-    errors = sum(p["single_row_load"]["non_2xx"] + p["single_row_load"]["socket_errors"]
-                 for p in results["trees"] if p["single_row_load"])
-    print(f"errors during load: {errors}; {time.monotonic() - started:.0f} s; results in bench/results/scaling.json, "
-          "plots scaling_rows.png and scaling_trees.png", flush=True)
+    errors = sum(
+        p["single_row_load"]["non_2xx"] + p["single_row_load"]["socket_errors"]
+        for p in results["trees"]
+        if p["single_row_load"]
+    )
+    print(
+        f"errors during load: {errors}; {time.monotonic() - started:.0f} s; results in bench/results/scaling.json, "
+        "plots scaling_rows.png and scaling_trees.png",
+        flush=True,
+    )
     return 0 if errors == 0 else 1
 
 

@@ -71,9 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     wrk = wrk_or_say_why("the soak")
     if wrk is None:
         return 1
-    results = {"machine": machine(), "seconds": seconds, "connections": CONNECTIONS, "body": BODY,
-               "targets": {"max_peak_vs_start": MAX_PEAK_VS_START, "max_trend_pct_per_min": MAX_TREND_PCT_PER_MIN,
-                           "max_cloud_growth_pct": MAX_CLOUD_GROWTH_PCT}}
+    results = {
+        "machine": machine(),
+        "seconds": seconds,
+        "connections": CONNECTIONS,
+        "body": BODY,
+        "targets": {
+            "max_peak_vs_start": MAX_PEAK_VS_START,
+            "max_trend_pct_per_min": MAX_TREND_PCT_PER_MIN,
+            "max_cloud_growth_pct": MAX_CLOUD_GROWTH_PCT,
+        },
+    }
     with deployed_local_cloud() as (_, deployment):
         headers = {"Content-Type": "application/json", "x-api-key": deployment.api_key}
         results["warm_up"] = wrk_run(wrk, deployment.url, BODY, headers, WARM_UP_SECONDS, CONNECTIONS)
@@ -92,29 +100,47 @@ def main(argv: list[str] | None = None) -> int:
         elif role == "cloud":
             met = 100.0 * (summary["end_mb"] - summary["start_mb"]) / summary["start_mb"] < MAX_CLOUD_GROWTH_PCT
         else:
-            met = summary["peak_vs_start"] <= MAX_PEAK_VS_START and summary["trend_pct_per_min"] <= MAX_TREND_PCT_PER_MIN
-        report.append({"pid": pid, "role": role, "met": met, **(summary or {"gone": True}),
-                       "rss_mb": [round(mb, 1) for _, mb in series]})
+            met = (
+                summary["peak_vs_start"] <= MAX_PEAK_VS_START and summary["trend_pct_per_min"] <= MAX_TREND_PCT_PER_MIN
+            )
+        report.append(
+            {
+                "pid": pid,
+                "role": role,
+                "met": met,
+                **(summary or {"gone": True}),
+                "rss_mb": [round(mb, 1) for _, mb in series],
+            }
+        )
     results["processes"] = report
     results["new_processes_during_soak"] = appeared
     results["machine"]["load_average_at_end"] = os.getloadavg()
     load = results["load"]
     failures = load["non_2xx"] + load["socket_errors"]
     results["met"] = failures == 0 and all(p["met"] for p in report) and not appeared
-    print(f"{seconds} s at {CONNECTIONS} connections through the API: {load['requests']:,} requests, "
-          f"{load['requests_per_s']:.1f} req/s, p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.2f} ms, "
-          f"{failures} failed", flush=True)
+    print(
+        f"{seconds} s at {CONNECTIONS} connections through the API: {load['requests']:,} requests, "
+        f"{load['requests_per_s']:.1f} req/s, p50 {load['p50_ms']:.2f} ms, p99 {load['p99_ms']:.2f} ms, "
+        f"{failures} failed",
+        flush=True,
+    )
     for process in report:
         if process.get("gone"):
             print(f"  {process['role']:<14} pid {process['pid']:>7}: gone during the soak; MISS", flush=True)
             continue
-        print(f"  {process['role']:<14} pid {process['pid']:>7}: RSS start / peak / end {process['start_mb']:7.1f} / "
-              f"{process['peak_mb']:7.1f} / {process['end_mb']:7.1f} MB, peak/start {process['peak_vs_start']:.3f}x, "
-              f"end/start {process['end_vs_start']:.3f}x, trend {process['trend_pct_per_min']:+.2f} %/min; "
-              f"{'PASS' if process['met'] else 'MISS'}", flush=True)
-    print(f"targets: runtime and workers peak/start <= {MAX_PEAK_VS_START:g}x and trend <= {MAX_TREND_PCT_PER_MIN:g} %/min, "
-          f"cloud growth < {MAX_CLOUD_GROWTH_PCT:g} %; new processes during the soak: {len(appeared)}; "
-          f"{'PASS' if results['met'] else 'MISS'}", flush=True)
+        print(
+            f"  {process['role']:<14} pid {process['pid']:>7}: RSS start / peak / end {process['start_mb']:7.1f} / "
+            f"{process['peak_mb']:7.1f} / {process['end_mb']:7.1f} MB, peak/start {process['peak_vs_start']:.3f}x, "
+            f"end/start {process['end_vs_start']:.3f}x, trend {process['trend_pct_per_min']:+.2f} %/min; "
+            f"{'PASS' if process['met'] else 'MISS'}",
+            flush=True,
+        )
+    print(
+        f"targets: runtime and workers peak/start <= {MAX_PEAK_VS_START:g}x and trend <= {MAX_TREND_PCT_PER_MIN:g} %/min, "
+        f"cloud growth < {MAX_CLOUD_GROWTH_PCT:g} %; new processes during the soak: {len(appeared)}; "
+        f"{'PASS' if results['met'] else 'MISS'}",
+        flush=True,
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     return 0 if results["met"] else 1

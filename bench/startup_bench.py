@@ -87,17 +87,22 @@ def trained_models() -> Path:
 
 
 def free_ports() -> list[str]:
-    from l2c.local.cloud import free_ports as pick
+    from l2c.local.ports import free_ports as pick
 
     return [str(port) for port in pick(3)]
 
 
 def base_env(folder: Path, cache: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "L2C_"))}
-    return {**env, "PYTHONUNBUFFERED": "1", "COLUMNS": "220", "L2C_STATE_DIR": str(folder / "state"),
-            "XDG_CACHE_HOME": str(cache),
-            # The bench's own package first; an l2c tree given in PYTHONPATH (a before/after comparison) next.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return {
+        **env,
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": "220",
+        "L2C_STATE_DIR": str(folder / "state"),
+        "XDG_CACHE_HOME": str(cache),
+        # The bench's own package first; an l2c tree given in PYTHONPATH (a before/after comparison) next.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def time_imports(repeats: int = 3) -> float:
@@ -115,11 +120,23 @@ def time_bare_cloud(cache: Path) -> float:
         folder = Path(name)
         state = folder / "local-cloud.json"
         cp, rt, api = free_ports()
-        command = [sys.executable, "-m", "l2c.local", "--control-plane-port", cp, "--runtime-port", rt,
-                   "--api-port", api, "--state-file", str(state)]
+        command = [
+            sys.executable,
+            "-m",
+            "l2c.local",
+            "--control-plane-port",
+            cp,
+            "--runtime-port",
+            rt,
+            "--api-port",
+            api,
+            "--state-file",
+            str(state),
+        ]
         started = time.monotonic()
-        process = subprocess.Popen(command, cwd=folder, env=base_env(folder, cache),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, cwd=folder, env=base_env(folder, cache), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             while not state.is_file():
                 if process.poll() is not None or time.monotonic() - started > START_TIMEOUT_S:
@@ -136,11 +153,29 @@ def run_up(models: Path, cache: Path) -> Run:
     with tempfile.TemporaryDirectory(prefix="l2c-bench-startup-") as name:
         folder = Path(name)
         cp, rt, api = free_ports()
-        command = [sys.executable, "-m", "bench.startup_probe", "up", "--control-plane-port", cp, "--runtime-port", rt,
-                   "--api-port", api, "--models-dir", str(models)]
+        command = [
+            sys.executable,
+            "-m",
+            "bench.startup_probe",
+            "up",
+            "--control-plane-port",
+            cp,
+            "--runtime-port",
+            rt,
+            "--api-port",
+            api,
+            "--models-dir",
+            str(models),
+        ]
         run = Run(started=time.time())
-        process = subprocess.Popen(command, cwd=folder, env=base_env(folder, cache), text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=folder,
+            env=base_env(folder, cache),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         serving = threading.Event()
         reader = threading.Thread(target=_read_output, args=(process, run, serving), daemon=True)
         reader.start()
@@ -179,7 +214,7 @@ def _read_output(process, run: Run, serving: threading.Event) -> None:
 
 
 def _first_answer(run: Run, stack: str) -> None:
-    from l2c.local.demo import TUTORIAL_BODIES
+    from l2c.local.tutorial import TUTORIAL_BODIES
 
     resource = stack.replace("-", "") + "prediction"
     url = run.urls.get(resource)
@@ -205,7 +240,9 @@ def split(run: Run) -> dict:
         "cloud start (from spawn)": run.at("end cloud start"),
         "  moto start": run.span("moto start"),
         # `l2c up` waits for the runtime only before its first API calls: ready by then at the latest.
-        "  runtime process ready, seen from its spawn": _since(run.at("end runtime ready"), run.at("begin runtime spawn")),
+        "  runtime process ready, seen from its spawn": _since(
+            run.at("end runtime ready"), run.at("begin runtime spawn")
+        ),
         "  waited for the runtime": run.span("runtime ready"),
         "image URI lookup (first)": run.span("image uri"),
         "artifact check (first: imports xgboost if not yet)": run.span(f"artifact check {MODELS[0]}"),
@@ -266,12 +303,20 @@ def main(argv: list[str]) -> int:
     print(f"\nready (median of the runs with a cache): {median:.2f} s; target <= {TARGET_S:.0f} s: {verdict}")
     print(f"load average at start {facts['load_average_at_start']}, at end {facts['load_average_at_end']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "machine": facts,
-        "baselines_s": {"import boto3, moto.server": round(imports, 2), "python -m l2c.local": round(bare, 2)},
-        "runs": [{"cache": "empty" if i == 0 else "kept", "split_s": split(run), "steps": step_lines(run)}
-                 for i, run in enumerate(runs)],
-        "ready_median_s": round(median, 2),
-        "target_s": TARGET_S,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": facts,
+                "baselines_s": {"import boto3, moto.server": round(imports, 2), "python -m l2c.local": round(bare, 2)},
+                "runs": [
+                    {"cache": "empty" if i == 0 else "kept", "split_s": split(run), "steps": step_lines(run)}
+                    for i, run in enumerate(runs)
+                ],
+                "ready_median_s": round(median, 2),
+                "target_s": TARGET_S,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0 if median <= TARGET_S else 1

@@ -55,16 +55,19 @@ def _model_dir(model_dir, *args, **kwargs) -> str:
 PROBES = {
     "l2c.local.control_plane": lambda m: wrap(m, "start", "moto start"),
     "l2c.local.runtime_process": lambda m: (
-        wrap(m.RuntimeProcess, "start", "runtime spawn"), wrap(m.RuntimeProcess, "wait_ready", "runtime ready")
+        wrap(m.RuntimeProcess, "start", "runtime spawn"),
+        wrap(m.RuntimeProcess, "wait_ready", "runtime ready"),
     ),
     "l2c.local.cloud": lambda m: wrap(m.LocalCloud, "start", "cloud start"),
     "l2c.cloud.stack": lambda m: (
-        wrap(m, "deploy", "deploy", _stack_name), wrap(m, "prepare", "prepare", _stack_name),
-        wrap(m, "image_uri", "image uri"),
+        wrap(m, "deploy", "deploy", _stack_name),
+        wrap(m, "prepare", "prepare", _stack_name),
     ),
+    "l2c.cloud.container": lambda m: wrap(m, "image_uri", "image uri"),
     "l2c.checks": lambda m: wrap(m, "check_model_dir", "artifact check", _model_dir),
     "l2c.cloud.sagemaker": lambda m: (
-        wrap(m, "check_instance_quota", "instance quota check"), wrap(m, "check_hosting_change", "hosting change check"),
+        wrap(m, "check_instance_quota", "instance quota check"),
+        wrap(m, "check_hosting_change", "hosting change check"),
     ),
     "l2c.cloud.apigateway": lambda m: wrap(m, "refuse_route_collision", "route collision check"),
     "l2c.cloud.session": lambda m: wrap(m, "connect", "connect"),

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
+from l2c.errors import L2CError
 from l2c.versions import CONTAINER_XGBOOST_VERSION, major_minor
 
 BOOSTER_FILENAME = "xgboost-model"
@@ -51,7 +52,7 @@ NOT_ENOUGH_MEMORY = "there is not enough memory"
 _PICKLE_PREFIXES = (b"\x80",)  # pickle protocol 2+ (joblib dumps included) opens with PROTO
 
 
-class ArtifactError(ValueError):
+class ArtifactError(L2CError, ValueError):
     """The artifact would be mis-loaded, or not loaded at all, by the SageMaker container."""
 
 
@@ -137,9 +138,7 @@ def _single_model_file(tar: tarfile.TarFile) -> bytes:
             if found is None:
                 found = _member_data(tar, member)
     if not model_names:
-        raise ArtifactError(
-            f"the archive holds no model file; expected exactly one '{BOOSTER_FILENAME}' at its root"
-        )
+        raise ArtifactError(f"the archive holds no model file; expected exactly one '{BOOSTER_FILENAME}' at its root")
     if len(model_names) > 1:
         raise ArtifactError(
             f"the archive holds {len(model_names)} model files ({', '.join(sorted(model_names))}); the container "

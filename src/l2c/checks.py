@@ -44,7 +44,10 @@ def read_card(model_dir: Path) -> dict:
     path = Path(model_dir) / "model_card.json"
     if not path.is_file():
         raise ArtifactError(f"{model_dir}: no model_card.json (train the model with l2c train first)")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:  # a hand-edited or truncated card
+        raise ArtifactError(f"{path}: not readable JSON ({err})") from None
 
 
 def check_model_dir(model_dir: Path | str, estimator=None) -> CheckReport:
@@ -86,9 +89,7 @@ def check_model_dir(model_dir: Path | str, estimator=None) -> CheckReport:
 def _check_shape(model: artifact.LoadedModel, card: dict) -> None:
     expected = len(card["feature_names"])
     if model.num_features != expected:
-        raise ArtifactError(
-            f"the booster takes {model.num_features} features, the model card lists {expected}"
-        )
+        raise ArtifactError(f"the booster takes {model.num_features} features, the model card lists {expected}")
     if card["task"] == "classification" and not model.is_classifier:
         raise ArtifactError(f"the card says classification but the booster's objective is {model.objective}")
     if card["task"] == "regression" and model.is_classifier:

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from l2c.config import DATA_DIR
+from l2c.errors import L2CError
+
 TASKS = ("classification", "regression")
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 BOSTON_CSV = DATA_DIR / "boston_house_prices.csv"
 
 
-class DataError(ValueError):
+class DataError(L2CError, ValueError):
     """The data cannot be used for training as asked."""
 
 
@@ -67,7 +69,7 @@ def load_house_prices(path: Path = BOSTON_CSV) -> Dataset:
     """The Boston house prices (506 rows, 13 features, target MEDV in $1000s).
 
     The file is scikit-learn 1.1.3's copy: its first line holds the row and feature counts,
-    the second the header. See data/README.md for why the set is shipped and its caveat.
+    the second the header. See src/l2c/data/README.md for why the set is shipped and its caveat.
     """
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found")
@@ -93,9 +95,7 @@ def load_csv(path: Path | str, target: str, task: str, name: str | None = None) 
     return replace(dataset, data_sha256=_sha256_of_file(path))
 
 
-def _dataset_from_frame(
-    frame: pd.DataFrame, target: str, task: str, name: str, source: Path | None = None
-) -> Dataset:
+def _dataset_from_frame(frame: pd.DataFrame, target: str, task: str, name: str, source: Path | None = None) -> Dataset:
     where = f"{source}: " if source else ""
     if frame.empty:
         raise DataError(f"{where}the file has a header but no data rows")
@@ -125,9 +125,7 @@ def _numeric_features(features: pd.DataFrame, where: str) -> pd.DataFrame:
     return features.apply(pd.to_numeric).astype(np.float64)
 
 
-def _checked_target(
-    target: pd.Series, task: str, where: str
-) -> tuple[list[str] | None, pd.Series]:
+def _checked_target(target: pd.Series, task: str, where: str) -> tuple[list[str] | None, pd.Series]:
     missing = target.isna()
     if missing.any():
         raise DataError(
@@ -139,8 +137,7 @@ def _checked_target(
         if values.isna().any():
             row = int(np.flatnonzero(values.isna().to_numpy())[0])
             raise DataError(
-                f"{where}the regression target {target.name!r} is not numeric "
-                f"(row {row + 1}: {target.iloc[row]!r})"
+                f"{where}the regression target {target.name!r} is not numeric (row {row + 1}: {target.iloc[row]!r})"
             )
         if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
             raise DataError(f"{where}the regression target {target.name!r} holds an infinite value")

@@ -19,9 +19,9 @@ import math
 import os
 import shutil
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import xgboost as xgb
@@ -101,9 +101,15 @@ def import_model(
         "params": _params(source.estimator),
         "metrics": {},
         "data_sha256": None,
-        "imported_from": {"file": path.name, "format": source.format, "sha256": artifact.sha256_bytes(path.read_bytes())},
+        "imported_from": {
+            "file": path.name,
+            "format": source.format,
+            "sha256": artifact.sha256_bytes(path.read_bytes()),
+        },
     }
-    return _write(target, source, task, samples[: training.SAMPLE_ROWS], predictions[: training.SAMPLE_ROWS], card_fields)
+    return _write(
+        target, source, task, samples[: training.SAMPLE_ROWS], predictions[: training.SAMPLE_ROWS], card_fields
+    )
 
 
 # --------------------------------------------------------------------------- reading the file
@@ -127,7 +133,7 @@ def read_model_file(path: Path, *, trust_pickle: bool = False, on_note: Callable
 
 
 def detect_format(data: bytes) -> str:
-    """"pickle", "json", "ubj" or "tarball", from the bytes; anything else is refused."""
+    """ "pickle", "json", "ubj" or "tarball", from the bytes; anything else is refused."""
     if data.startswith(b"\x80"):  # PROTO opcode: pickle protocol 2 and later, joblib dumps included
         return "pickle"
     if data.startswith(b"{"):
@@ -191,7 +197,7 @@ def _from_pickle(path: Path, trust_pickle: bool, on_note: Callable[[str], None])
     on_note(f"warning: --trust-pickle: unpickling {path} runs any code it holds; only import files you made or trust")
     import joblib
 
-    with _recording_booster_versions() as seen:
+    with _recording_booster_versions():
         try:
             loaded = joblib.load(path)
         except ImportRefused:
@@ -244,7 +250,9 @@ def _from_object(loaded) -> Source:
     try:
         booster = loaded.get_booster()
     except Exception as err:  # an estimator that was never fitted
-        raise ImportRefused(f"the estimator has no booster ({artifact.one_line(err)}): fit it before dumping it") from None
+        raise ImportRefused(
+            f"the estimator has no booster ({artifact.one_line(err)}): fit it before dumping it"
+        ) from None
     classes = getattr(loaded, "classes_", None)
     return Source(
         "joblib",
@@ -283,7 +291,7 @@ def _describe(booster: xgb.Booster) -> _Model:
     # The container would serve multi:softmax (serve_utils.py in sagemaker-xgboost-container
     # lists it among its objectives; a row scores as its argmax class index), but the Lambda
     # function reads one number per row as a value, or as P(class 1) with two labels
-    # (lambda/lambda_function.py, describe): an index would pass for a probability.
+    # (src/l2c/lambda/lambda_function.py, describe): an index would pass for a probability.
     if objective == "multi:softmax":
         raise ImportRefused(
             "the classifier's objective is multi:softmax: it returns class indices, not probabilities, and the "
@@ -304,7 +312,9 @@ def _task(model: _Model, asked: str | None) -> str:
     if asked is not None and asked not in TASKS:
         raise ImportRefused(f"--task is {asked!r}; use classification or regression")
     if asked is not None and asked != found:
-        raise ImportRefused(f"--task {asked} does not fit the booster: its objective {model.objective} makes it {found}")
+        raise ImportRefused(
+            f"--task {asked} does not fit the booster: its objective {model.objective} makes it {found}"
+        )
     return found
 
 
@@ -312,7 +322,9 @@ def _feature_names(booster, model: _Model, given, on_note) -> list[str]:
     if given:
         names = [str(n).strip() for n in given]
         if len(names) != model.num_features:
-            raise ImportRefused(f"--feature-names lists {len(names)} names; the booster takes {model.num_features} features")
+            raise ImportRefused(
+                f"--feature-names lists {len(names)} names; the booster takes {model.num_features} features"
+            )
         if len(set(names)) != len(names) or not all(names):
             raise ImportRefused("--feature-names must be distinct and non-empty")
         return names
@@ -390,7 +402,9 @@ def _compare_rows(source: Source, rows: np.ndarray) -> None:
     want = _reference(source, rows)
     difference = float(np.max(np.abs(got - want))) if got.size else 0.0
     if got.shape != want.shape or not difference <= PREDICTION_TOLERANCE:
-        raise ImportRefused(f"the native booster predicts differently from the file's model (max |diff| {difference:.3g})")
+        raise ImportRefused(
+            f"the native booster predicts differently from the file's model (max |diff| {difference:.3g})"
+        )
 
 
 def _ranges(names: list[str], rows: np.ndarray | None) -> dict[str, list[float] | None]:
@@ -416,8 +430,8 @@ def _params(estimator) -> dict:
 
 
 def _check_name(name: str) -> None:
+    from l2c.cloud.names import check_stack_name
     from l2c.cloud.session import CloudError
-    from l2c.cloud.stack import check_stack_name
 
     try:
         check_stack_name(name)
@@ -432,7 +446,10 @@ def _write(target: Path, source: Source, task: str, samples, predictions, card_f
     staging.mkdir(parents=True)
     try:
         training.write_model_files(
-            staging, source.booster, task, samples,
+            staging,
+            source.booster,
+            task,
+            samples,
             lambda sha: {**card_fields, **training.artifact_fields(task, sha, samples, predictions)},
         )
         check_model_dir(staging, estimator=source.estimator)

@@ -8,10 +8,11 @@ standard deviation) and chose the default hyperparameters on the cross-validated
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import joblib
 import numpy as np
@@ -25,7 +26,10 @@ from sklearn.model_selection import (
 
 from l2c import artifact, versions
 from l2c.checks import check_model_dir, container_outputs
-from l2c.datasets import Dataset
+from l2c.datasets import DataError, Dataset
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SEED = 100  # the tutorial's random_state, kept so its split can be compared
 TEST_SIZE = 0.2
@@ -57,7 +61,7 @@ SAMPLE_FILES = {
 JOBLIB_FILES = {"classification": "xgboost_classifier.joblib", "regression": "xgboost_regressor.joblib"}
 
 # What a built-in target measures, for whoever reads a prediction (the prediction page shows
-# "$30,923"): data/boston_house_prices.rst says "MEDV  Median value of owner-occupied homes in
+# "$30,923"): src/l2c/data/boston_house_prices.rst says "MEDV  Median value of owner-occupied homes in
 # $1000's". Keyed by data set and column, so a user's own CSV named alike gets no unit it lacks.
 TARGET_UNITS = {
     ("house-price", "MEDV"): {
@@ -98,9 +102,7 @@ def split(dataset: Dataset):
     """The tutorial's split: 20 % held out, random_state=100, stratified for classes."""
     y = dataset.target_codes
     stratify = y if dataset.task == "classification" else None
-    return train_test_split(
-        dataset.features.to_numpy(), y, test_size=TEST_SIZE, random_state=SEED, stratify=stratify
-    )
+    return train_test_split(dataset.features.to_numpy(), y, test_size=TEST_SIZE, random_state=SEED, stratify=stratify)
 
 
 def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
@@ -116,9 +118,7 @@ def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     }
 
 
-def cross_validate(
-    dataset: Dataset, params: dict, on_fold: Callable[[], None] | None = None
-) -> dict:
+def cross_validate(dataset: Dataset, params: dict, on_fold: Callable[[], None] | None = None) -> dict:
     """Repeated k-fold scores as {metric: {"mean": .., "std": ..}}."""
     x, y = dataset.features.to_numpy(), dataset.target_codes
     if dataset.task == "classification":
@@ -142,12 +142,16 @@ def cv_fold_count() -> int:
     return CV_SPLITS * CV_REPEATS
 
 
-def train(
-    dataset: Dataset, params: dict | None = None, on_fold: Callable[[], None] | None = None
-) -> TrainedModel:
+def train(dataset: Dataset, params: dict | None = None, on_fold: Callable[[], None] | None = None) -> TrainedModel:
     """Fit on the tutorial's training split; score on its test split and by cross-validation."""
     versions.check_local_xgboost()
-    params = dict(params or DEFAULT_PARAMS[dataset.task])
+    try:
+        return _fit_and_score(dataset, dict(params or DEFAULT_PARAMS[dataset.task]), on_fold)
+    except ValueError as err:  # scikit-learn's splits refusing a CSV too small for them, or XGBoost refusing the data
+        raise DataError(f"{dataset.name}: cannot train and score on this data: {err}") from None
+
+
+def _fit_and_score(dataset: Dataset, params: dict, on_fold: Callable[[], None] | None) -> TrainedModel:
     x_train, x_test, y_train, y_test = split(dataset)
     num_classes = len(dataset.class_labels or [])
     estimator = make_estimator(dataset.task, params, num_classes).fit(x_train, y_train)
@@ -196,7 +200,7 @@ def artifact_fields(task: str, booster_sha256: str, samples: np.ndarray, predict
         "container_image_version": versions.CONTAINER_IMAGE_VERSION,
         "booster_file": artifact.BOOSTER_FILENAME,
         "booster_sha256": booster_sha256,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "sample_file": SAMPLE_FILES[task],
         "sample_rows": samples.tolist(),
         "sample_predictions": predictions.tolist(),
@@ -253,3 +257,13 @@ def train_and_save(
     dataset = load_built_in(data) if isinstance(data, str) else data
     trained = train(dataset, params=params, on_fold=on_fold)
     return save(trained, Path(models_dir) / dataset.name)
+
+
+def ensure_trained(name: str, models_dir: Path | str = MODELS_DIR, console: Console | None = None) -> Path:
+    """``models_dir/<name>``, trained first (with the package's defaults) if it is not there."""
+    model_dir = Path(models_dir) / name
+    if not (model_dir / artifact.TARBALL_NAME).is_file():
+        if console is not None:
+            console.print(f"training {name} (first run only) ...", highlight=False)
+        train_and_save(name, models_dir=models_dir)
+    return model_dir

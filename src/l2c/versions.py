@@ -12,9 +12,10 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from l2c.errors import L2CError
+
 CONTAINER_IMAGE_VERSION = "3.2-0"
 CONTAINER_XGBOOST_VERSION = "3.2.0"
-CONTAINER_PYTHON_VERSION = "3.12"
 # The Lambda runtime the handler is deployed with (python3.8 is retired).
 LAMBDA_RUNTIME = "python3.13"
 
@@ -30,11 +31,15 @@ def local_xgboost_version() -> str:
     return xgboost.__version__
 
 
+class XgboostDrift(L2CError, RuntimeError):
+    """The installed xgboost is another major.minor than the container's: its boosters would not match."""
+
+
 def check_local_xgboost() -> None:
     """Fail loudly when the installed xgboost drifted from the container's."""
     local = local_xgboost_version()
     if major_minor(local) != major_minor(CONTAINER_XGBOOST_VERSION):
-        raise RuntimeError(
+        raise XgboostDrift(
             f"xgboost {local} is installed, but the SageMaker XGBoost {CONTAINER_IMAGE_VERSION} "
             f"container runs {CONTAINER_XGBOOST_VERSION}; install requirements.txt"
         )

@@ -25,14 +25,11 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-@pytest.fixture(scope="module")
-def cloud_env(local_cloud):
-    """The local cloud's variables in os.environ for this module only (the root conftest sets them
-    around tests/integration/ only), so what the tests open finds that cloud."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in local_cloud.env.items():
-            patch.setenv(key, value)
-        yield local_cloud.env
+@pytest.fixture(scope="module", autouse=True)
+def cloud_env(local_cloud, local_cloud_env):
+    """The session cloud's variables in os.environ for every module of this folder
+    (tests/local_cloud.py), so what the tests open finds that cloud."""
+    return local_cloud.env
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +43,7 @@ def page_session(cloud_env):
 def deployed(local_cloud, page_session, trained_models):
     """Both models deployed from models/<name> in the cloud's working folder: where the cloud
     (as `l2c up` in a checkout) looks for the card each page is labelled from."""
-    from l2c.cloud import stack
+    from l2c.cloud import stack, teardown
     from l2c.cloud.progress import Reporter
 
     models = local_cloud.folder / "models"
@@ -55,7 +52,7 @@ def deployed(local_cloud, page_session, trained_models):
         shutil.copytree(trained_models[name], models / name, dirs_exist_ok=True)
         deployments[name] = stack.deploy(name, models / name, session=page_session, reporter=Reporter())
     yield deployments
-    stack.destroy(everything=True, session=page_session, reporter=Reporter())
+    teardown.destroy(everything=True, session=page_session, reporter=Reporter())
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,17 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
 )
 WAIT_S = 30  # for a page to load, and for an answer (a cold Lambda function included)
 WINDOW = (1000, 800)
@@ -47,8 +55,10 @@ class PredictionPage:
     def __init__(self, driver: webdriver.Chrome, url: str):
         self.driver = driver
         driver.get(url)
-        self._wait_for(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true",
-                       f"{url} did not finish loading (its script did not run)")
+        self._wait_for(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true",
+            f"{url} did not finish loading (its script did not run)",
+        )
 
     def _wait_for(self, condition, message: str):
         try:
@@ -104,6 +114,9 @@ class PredictionPage:
     def bars(self) -> list[tuple[str, float]]:
         """The probability bars: (class label, probability), in the page's order."""
         return [
-            (row.get_attribute("data-label"), float(row.find_element(By.CSS_SELECTOR, ".bar-track").get_attribute("aria-valuenow")))
+            (
+                row.get_attribute("data-label"),
+                float(row.find_element(By.CSS_SELECTOR, ".bar-track").get_attribute("aria-valuenow")),
+            )
             for row in self.all("#result .bar-row")
         ]

@@ -30,22 +30,26 @@ def main(argv: list[str]) -> int:
 
 
 def shoot(scratch: Path, out: Path) -> int:
-    from l2c.cloud import stack
+    from l2c.cloud import plan, stack
     from l2c.cloud.progress import Reporter
     from l2c.cloud.session import LOCAL, connect
-    from l2c.local.cloud import LocalCloud, Ports, committed_local_api_key
-    from l2c.local.demo import TUTORIAL_BODIES, ensure_trained
+    from l2c.local.cloud import LocalCloud, Ports
+    from l2c.local.tutorial import TUTORIAL_BODIES
+    from l2c.local.up import committed_local_api_key
+    from l2c.training import ensure_trained
 
     models = scratch / "models"
     with LocalCloud(Ports.free(), models_dir=models) as cloud:
-        session = connect(LOCAL)
-        options = stack.DeployOptions(api_key_value=committed_local_api_key())
+        session = connect(LOCAL, env=cloud.env)
+        options = plan.DeployOptions(api_key_value=committed_local_api_key())
         for name in SHOTS:
             stack.deploy(name, ensure_trained(name, models), session=session, options=options, reporter=Reporter())
         driver = start_chromium(scratch / "profile", WINDOW)
         # The viewport itself 1000x800, whatever the headless window's frame takes.
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False},
+        )
         try:
             out.mkdir(parents=True, exist_ok=True)
             for name, kind in SHOTS.items():

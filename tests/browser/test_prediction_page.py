@@ -17,7 +17,7 @@ import httpx
 import pytest
 from page_driver import PredictionPage
 
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,9 @@ def test_the_cloud_serves_each_stacks_page_with_the_local_api_and_key(page_urls,
         response = httpx.get(url, timeout=30)
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/html; charset=utf-8"
-        config = json.loads(re.search(r'<script type="application/json" id="l2c-config">(.*?)</script>', response.text, re.S)[1])
+        config = json.loads(
+            re.search(r'<script type="application/json" id="l2c-config">(.*?)</script>', response.text, re.S)[1]
+        )
         assert config["invoke_url"] == deployed[name].url
         assert config["api_key"] == deployed[name].api_key and config["key_required"] is True
         assert config["card"]["feature_ranges"], "the card came from the model folder"
@@ -61,7 +63,10 @@ def test_the_pages_index_lists_the_deployed_stacks_and_an_unknown_stack_is_a_404
 def test_the_iris_page_labels_each_feature_with_its_range_and_holds_the_local_key(browser, page_urls, deployed):
     page = PredictionPage(browser, page_urls["iris"])
     assert page.features() == [
-        ("sepal_length", "4.3 – 7.9"), ("sepal_width", "2 – 4.4"), ("petal_length", "1 – 6.9"), ("petal_width", "0.1 – 2.5"),
+        ("sepal_length", "4.3 – 7.9"),
+        ("sepal_width", "2 – 4.4"),
+        ("petal_length", "1 – 6.9"),
+        ("petal_width", "0.1 – 2.5"),
     ]
     assert page.key() == deployed["iris"].api_key
 

@@ -14,15 +14,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from aws_helpers import error_of, unique
 from botocore.exceptions import ClientError
 
-from aws_helpers import error_of, unique
-
-from l2c.cloud import apigateway, functions, inventory, stack
+from l2c.cloud import apigateway, functions, inventory, plan, stack, teardown
 from l2c.cloud.apigateway import Limits
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, connect
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 NAME = "iris-cors"
 BODY = TUTORIAL_BODIES["iris"]
@@ -31,8 +30,8 @@ OTHER_ORIGIN = "https://predictions.example.com"
 
 @pytest.fixture(scope="module")
 def cloud_env(local_cloud):
-    """The session cloud's variables for this whole module (its name is not one conftest.py
-    points at the cloud by itself); Postman environments go to the cloud's state folder."""
+    """The session cloud's variables, set before this module's own fixtures run (the folder's
+    conftest sets them too); Postman environments go to the cloud's state folder."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in local_cloud.env.items():
             patch.setenv(name, value)
@@ -56,21 +55,31 @@ def page_origin(local_cloud) -> str:
 @pytest.fixture(scope="module")
 def deployed(cloud_session, trained_models):
     def deploy(**options) -> stack.Deployment:
-        return stack.deploy(NAME, trained_models["iris"], session=cloud_session,
-                            options=stack.DeployOptions(**options), reporter=Reporter())
+        return stack.deploy(
+            NAME,
+            trained_models["iris"],
+            session=cloud_session,
+            options=plan.DeployOptions(**options),
+            reporter=Reporter(),
+        )
 
     deploy.first = deploy()
     yield deploy
-    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+    teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
     assert inventory.inventory(cloud_session, NAME) == []
 
 
 def preflight(url: str, origin: str) -> httpx.Response:
     """What Chromium sends before a fetch() with a JSON body and an x-api-key header."""
-    return httpx.options(url, timeout=30, headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type,x-api-key",
-    })
+    return httpx.options(
+        url,
+        timeout=30,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-api-key",
+        },
+    )
 
 
 def post(deployment: stack.Deployment, origin: str, key: str | None = None, **kwargs) -> httpx.Response:
@@ -108,8 +117,11 @@ def test_the_preflight_needs_no_key_and_allows_the_origin_the_method_and_the_hea
 
 def test_what_deploy_made_is_the_consoles_enable_cors(deployed, cloud_session):
     api_id = deployed.first.api_id
-    route = next(item for item in apigateway.resources(cloud_session, api_id)
-                 if item["path"] == f"/{apigateway.resource_path(NAME)}")
+    route = next(
+        item
+        for item in apigateway.resources(cloud_session, api_id)
+        if item["path"] == f"/{apigateway.resource_path(NAME)}"
+    )
     options = route["resourceMethods"]["OPTIONS"]
     assert options["apiKeyRequired"] is False and options["authorizationType"] == "NONE"
     integration = options["methodIntegration"]
@@ -163,8 +175,13 @@ def test_a_body_over_10_mb_is_a_413_a_browser_can_read(deployed, page_origin):
 
 def test_an_unmapped_content_type_on_the_preflight_is_a_415_a_browser_can_read(deployed, page_origin):
     # Passthrough NEVER, as AWS recommends for the preflight's MOCK: only the JSON template's type is taken.
-    answer = httpx.request("OPTIONS", deployed.first.url, headers={"Origin": page_origin, "Content-Type": "text/plain"},
-                           content=b"hello", timeout=30)
+    answer = httpx.request(
+        "OPTIONS",
+        deployed.first.url,
+        headers={"Origin": page_origin, "Content-Type": "text/plain"},
+        content=b"hello",
+        timeout=30,
+    )
     assert answer.status_code == 415 and answer.json() == {"message": "Unsupported Media Type"}
     assert allows(answer, page_origin)
 
@@ -202,12 +219,16 @@ def test_throttled_calls_and_preflights_are_429s_a_browser_can_read(deployed, pa
 
 def test_deploying_again_changes_nothing_and_duplicates_nothing(deployed, cloud_session):
     api_id = deployed.first.api_id
-    before = len(apigateway.deployments(cloud_session, api_id))
+    before = len(cloud_session.client("apigateway").get_deployments(restApiId=api_id)["items"])
     again = deployed()
     assert again.changes == []
-    assert len(apigateway.deployments(cloud_session, api_id)) == before == 1
-    methods = [verb for item in apigateway.resources(cloud_session, api_id)
-               if item["path"] == f"/{apigateway.resource_path(NAME)}" for verb in item["resourceMethods"]]
+    assert len(cloud_session.client("apigateway").get_deployments(restApiId=api_id)["items"]) == before == 1
+    methods = [
+        verb
+        for item in apigateway.resources(cloud_session, api_id)
+        if item["path"] == f"/{apigateway.resource_path(NAME)}"
+        for verb in item["resourceMethods"]
+    ]
     assert sorted(methods) == ["OPTIONS", "POST"]
 
 
@@ -217,12 +238,17 @@ def test_another_origin_is_served_after_a_redeploy_and_the_old_one_no_longer(dep
         assert moved.cors_origin == OTHER_ORIGIN
         assert any(change.startswith("OPTIONS /iriscorsprediction") for change in moved.changes)
         assert "stage test deployed" in moved.changes  # the new values reach the stage only with a deployment
-        for answer in (preflight(moved.url, OTHER_ORIGIN), post(moved, OTHER_ORIGIN),
-                       post(moved, OTHER_ORIGIN, key="not-the-key-but-long-enough-0123456789")):
+        for answer in (
+            preflight(moved.url, OTHER_ORIGIN),
+            post(moved, OTHER_ORIGIN),
+            post(moved, OTHER_ORIGIN, key="not-the-key-but-long-enough-0123456789"),
+        ):
             assert allows(answer, OTHER_ORIGIN), answer.headers
             assert not allows(answer, page_origin)
         assert apigateway.gateway_cors_origin(cloud_session, moved.api_id) == OTHER_ORIGIN
-        assert len(apigateway.deployments(cloud_session, moved.api_id)) == 1  # replaced, not added
+        assert (
+            len(cloud_session.client("apigateway").get_deployments(restApiId=moved.api_id)["items"]) == 1
+        )  # replaced, not added
     finally:
         back = deployed()
     assert back.cors_origin == page_origin and allows(preflight(back.url, page_origin), page_origin)
@@ -264,17 +290,20 @@ def test_an_integration_response_may_map_only_headers_its_method_response_declar
         with pytest.raises(ClientError) as no_response:
             gateway.put_integration_response(**where, statusCode="200", responseParameters=origin)
         assert error_of(no_response) == (
-            "BadRequestException", 400,
+            "BadRequestException",
+            400,
             "Invalid mapping expression specified: Validation Result: warnings : [], errors : "
             "[No method response exists for method.]",
         )
-        gateway.put_method_response(**where, statusCode="200",
-                                    responseParameters={"method.response.header.Access-Control-Allow-Headers": False})
+        gateway.put_method_response(
+            **where, statusCode="200", responseParameters={"method.response.header.Access-Control-Allow-Headers": False}
+        )
         with pytest.raises(ClientError) as undeclared:
             gateway.put_integration_response(**where, statusCode="200", responseParameters=origin)
         assert error_of(undeclared)[:2] == ("BadRequestException", 400)
         assert error_of(undeclared)[2].endswith(
-            "[Invalid mapping expression parameter specified: method.response.header.Access-Control-Allow-Origin]")
+            "[Invalid mapping expression parameter specified: method.response.header.Access-Control-Allow-Origin]"
+        )
         unquoted = {"method.response.header.Access-Control-Allow-Headers": "Content-Type"}
         with pytest.raises(ClientError) as bare:
             gateway.put_integration_response(**where, statusCode="200", responseParameters=unquoted)

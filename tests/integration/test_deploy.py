@@ -13,14 +13,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from aws_helpers import everything_l2c_left
 
 from l2c import artifact, training
-from l2c.cloud import apigateway, functions, stack, tags
+from l2c.cloud import apigateway, calling, functions, inventory, plan, stack, tags, teardown
 from l2c.cloud.progress import Reporter
 from l2c.cloud.sagemaker import Hosting
 from l2c.cloud.session import CloudError
 from l2c.datasets import load_built_in
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 MODELS = ("iris", "house-price")
 
@@ -31,7 +32,7 @@ def deployed(cloud_session, trained_models):
         name: stack.deploy(name, trained_models[name], session=cloud_session, reporter=Reporter()) for name in MODELS
     }
     yield deployments
-    stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
+    teardown.destroy(everything=True, session=cloud_session, reporter=Reporter())
 
 
 def post(deployment, body, key: str | None = "from-deployment", **kwargs) -> httpx.Response:
@@ -74,7 +75,9 @@ def test_the_bucket_is_hardened(deployed, cloud_session):
     # In the account regional namespace: no other account can ever create this name.
     assert bucket == f"l2c-{cloud_session.account}-{cloud_session.region}-an"
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-    assert block == {key: True for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")}
+    assert block == {
+        key: True for key in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+    }
     rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     statement = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"][0]
@@ -100,7 +103,9 @@ def test_the_endpoint_runs_the_xgboost_image_of_the_region(deployed, cloud_sessi
 
 def test_the_lambda_role_may_invoke_only_its_own_endpoint(deployed, cloud_session):
     iam = cloud_session.client("iam")
-    document = iam.get_role_policy(RoleName="l2c-iris-us-east-1-lambda", PolicyName="l2c-invoke-endpoint")["PolicyDocument"]
+    document = iam.get_role_policy(RoleName="l2c-iris-us-east-1-lambda", PolicyName="l2c-invoke-endpoint")[
+        "PolicyDocument"
+    ]
     invoke = next(s for s in document["Statement"] if s["Action"] == "sagemaker:InvokeEndpoint")
     assert invoke["Resource"] == f"arn:aws:sagemaker:us-east-1:{cloud_session.account}:endpoint/l2c-iris"
 
@@ -172,14 +177,14 @@ def test_the_tutorials_house_body_gets_the_models_price(deployed, trained_models
 
 
 def test_the_endpoint_answers_boto3_directly(deployed, cloud_session):
-    answer = stack.invoke("iris", tutorial_rows("iris").tolist(), session=cloud_session)
+    answer = calling.invoke("iris", tutorial_rows("iris").tolist(), session=cloud_session)
     assert len(answer["predictions"][0]["score"]) == 3
 
 
 def test_direct_invoke_refuses_a_row_the_container_would_silently_predict(deployed, cloud_session):
     short_row = tutorial_rows("iris")[:, :3].tolist()
     with pytest.raises(CloudError, match="row 1 has 3 values but the model expects 4"):
-        stack.invoke("iris", short_row, session=cloud_session)
+        calling.invoke("iris", short_row, session=cloud_session)
 
 
 def test_no_key_or_a_wrong_key_is_forbidden(deployed):
@@ -208,8 +213,8 @@ def _snapshot(session) -> dict:
     api_id = apigateway.find_rest_api(session)["id"]
     plan = apigateway.find_usage_plan(session)
     return {
-        "resources": sorted(str(r) for r in stack.status(session).resources),
-        "deployments": len(apigateway.deployments(session, api_id)),
+        "resources": sorted(str(r) for r in inventory.status(session).resources),
+        "deployments": len(session.client("apigateway").get_deployments(restApiId=api_id)["items"]),
         "plan keys": len(session.client("apigateway").get_usage_plan_keys(usagePlanId=plan["id"])["items"]),
         "permissions": {name: len(functions.resource_policy(session, f"l2c-{name}")) for name in MODELS},
         "code": {name: functions.get_configuration(session, f"l2c-{name}")["CodeSha256"] for name in MODELS},
@@ -239,9 +244,9 @@ def test_a_new_model_version_moves_the_endpoint_and_removes_the_old_one(deployed
     assert moved.url == deployed["iris"].url
     new_config = sm.describe_endpoint(EndpointName="l2c-iris")["EndpointConfigName"]
     assert moved.model_version in new_config and new_config != old_config
-    names = {(r.kind, r.name) for r in stack.status(cloud_session).of("iris")}
+    names = {(r.kind, r.name) for r in inventory.status(cloud_session).of("iris")}
     assert ("endpoint-config", old_config) not in names and ("model", old_model) not in names
-    assert [r.name for r in stack.status(cloud_session).of("iris") if r.kind == "object"] == [moved.model_data_url]
+    assert [r.name for r in inventory.status(cloud_session).of("iris") if r.kind == "object"] == [moved.model_data_url]
     expected = artifact.predict_like_container(artifact.load_artifact(new_dir), tutorial_rows("iris"))[0]
     served = post(deployed["iris"], TUTORIAL_BODIES["iris"]).json()["predictions"][0]["probabilities"]
     assert np.allclose(list(served.values()), expected, atol=1e-6)
@@ -249,25 +254,33 @@ def test_a_new_model_version_moves_the_endpoint_and_removes_the_old_one(deployed
 
 def test_serverless_hosting_is_a_new_endpoint_configuration(deployed, cloud_session, trained_models):
     # SageMaker cannot update an instance endpoint to serverless: refused before anything changes.
-    options = stack.DeployOptions(hosting=Hosting(serverless_memory_mb=2048, serverless_max_concurrency=3))
-    before = sorted(str(r) for r in stack.status(cloud_session).of("house-price"))
-    with pytest.raises(CloudError, match="runs on instances; SageMaker cannot update it to serverless. Destroy the stack first"):
-        stack.deploy("house-price", trained_models["house-price"], session=cloud_session, options=options, reporter=Reporter())
-    assert sorted(str(r) for r in stack.status(cloud_session).of("house-price")) == before
-    stack.destroy("house-price", session=cloud_session, reporter=Reporter())
-    moved = stack.deploy("house-price", trained_models["house-price"], session=cloud_session, options=options, reporter=Reporter())
+    options = plan.DeployOptions(hosting=Hosting(serverless_memory_mb=2048, serverless_max_concurrency=3))
+    before = sorted(str(r) for r in inventory.status(cloud_session).of("house-price"))
+    with pytest.raises(
+        CloudError, match="runs on instances; SageMaker cannot update it to serverless. Destroy the stack first"
+    ):
+        stack.deploy(
+            "house-price", trained_models["house-price"], session=cloud_session, options=options, reporter=Reporter()
+        )
+    assert sorted(str(r) for r in inventory.status(cloud_session).of("house-price")) == before
+    teardown.destroy("house-price", session=cloud_session, reporter=Reporter())
+    moved = stack.deploy(
+        "house-price", trained_models["house-price"], session=cloud_session, options=options, reporter=Reporter()
+    )
     assert moved.endpoint_change == "created"
     sm = cloud_session.client("sagemaker")
-    config = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName="l2c-house-price")["EndpointConfigName"])
+    config = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName="l2c-house-price")["EndpointConfigName"]
+    )
     assert config["ProductionVariants"][0]["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 3}
-    assert [r.kind for r in stack.status(cloud_session).of("house-price")].count("endpoint-config") == 1
+    assert [r.kind for r in inventory.status(cloud_session).of("house-price")].count("endpoint-config") == 1
     assert post(deployed["house-price"], TUTORIAL_BODIES["house-price"]).status_code == 200
-    stack.destroy("house-price", session=cloud_session, reporter=Reporter())  # back on instances for what follows
+    teardown.destroy("house-price", session=cloud_session, reporter=Reporter())  # back on instances for what follows
     stack.deploy("house-price", trained_models["house-price"], session=cloud_session, reporter=Reporter())
 
 
 def test_autoscaling_registers_the_variant_with_target_tracking(deployed, cloud_session, trained_models):
-    options = stack.DeployOptions(autoscale=(1, 3))
+    options = plan.DeployOptions(autoscale=(1, 3))
     stack.deploy("iris", trained_models["iris"], session=cloud_session, options=options, reporter=Reporter())
     scaling = cloud_session.client("application-autoscaling")
     target = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"][0]
@@ -278,8 +291,10 @@ def test_autoscaling_registers_the_variant_with_target_tracking(deployed, cloud_
 
 
 def test_public_is_an_explicit_opt_out_and_reversible(deployed, cloud_session, trained_models):
-    public = stack.DeployOptions(public=True)
-    opened = stack.deploy("house-price", trained_models["house-price"], session=cloud_session, options=public, reporter=Reporter())
+    public = plan.DeployOptions(public=True)
+    opened = stack.deploy(
+        "house-price", trained_models["house-price"], session=cloud_session, options=public, reporter=Reporter()
+    )
     assert opened.api_key is None
     assert post(deployed["house-price"], TUTORIAL_BODIES["house-price"], key=None).status_code == 200
     assert post(deployed["iris"], TUTORIAL_BODIES["iris"], key=None).status_code == 403
@@ -291,39 +306,15 @@ def test_public_is_an_explicit_opt_out_and_reversible(deployed, cloud_session, t
 
 
 def test_destroying_one_stack_leaves_the_other_serving(deployed, cloud_session):
-    report = stack.destroy("house-price", session=cloud_session, reporter=Reporter())
+    report = teardown.destroy("house-price", session=cloud_session, reporter=Reporter())
     assert report.stacks == ["house-price"]
-    assert stack.status(cloud_session).of("house-price") == []
+    assert inventory.status(cloud_session).of("house-price") == []
     assert post(deployed["iris"], TUTORIAL_BODIES["iris"]).status_code == 200
     assert post(deployed["house-price"], TUTORIAL_BODIES["house-price"]).status_code == 403
 
 
-def _everything_l2c_left(session) -> list[str]:
-    """Lists every service directly (not through l2c's inventory) for anything l2c made."""
-    left = []
-    s3, iam, sm, lam, logs, gateway, scaling = (
-        session.client(name)
-        for name in ("s3", "iam", "sagemaker", "lambda", "logs", "apigateway", "application-autoscaling")
-    )
-    left += [f"bucket {b['Name']}" for b in s3.list_buckets()["Buckets"] if b["Name"].startswith("l2c-")]
-    for role in iam.list_roles()["Roles"]:
-        if role["Path"] == "/l2c/" or tags.is_l2c(tags.from_tag_list(iam.list_role_tags(RoleName=role["RoleName"])["Tags"])):
-            left.append(f"role {role['RoleName']}")
-    left += [f"policy {p['PolicyName']}" for p in iam.list_policies(Scope="Local")["Policies"]]
-    left += [f"model {m['ModelName']}" for m in sm.list_models()["Models"]]
-    left += [f"endpoint config {c['EndpointConfigName']}" for c in sm.list_endpoint_configs()["EndpointConfigs"]]
-    left += [f"endpoint {e['EndpointName']}" for e in sm.list_endpoints()["Endpoints"]]
-    left += [f"function {f['FunctionName']}" for f in lam.list_functions()["Functions"] if f["FunctionName"].startswith("l2c-")]
-    left += [f"log group {g['logGroupName']}" for g in logs.describe_log_groups()["logGroups"] if "/l2c-" in g["logGroupName"]]
-    left += [f"rest api {a['name']}" for a in gateway.get_rest_apis()["items"] if tags.is_l2c(a.get("tags"))]
-    left += [f"api key {k['name']}" for k in gateway.get_api_keys()["items"] if tags.is_l2c(k.get("tags"))]
-    left += [f"usage plan {p['name']}" for p in gateway.get_usage_plans()["items"] if tags.is_l2c(p.get("tags"))]
-    left += [f"scaling {t['ResourceId']}" for t in scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]]
-    return left
-
-
 def test_destroying_everything_leaves_nothing_in_any_service(deployed, cloud_session):
-    assert _everything_l2c_left(cloud_session), "the check must see the deployment it is about to remove"
-    stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
-    assert _everything_l2c_left(cloud_session) == []
+    assert everything_l2c_left(cloud_session), "the check must see the deployment it is about to remove"
+    teardown.destroy(everything=True, session=cloud_session, reporter=Reporter())
+    assert everything_l2c_left(cloud_session) == []
     assert post(deployed["iris"], TUTORIAL_BODIES["iris"]).status_code == 403

@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from l2c import artifact
-from l2c.cloud import batch, s3, stack
+from l2c.cloud import batch, inventory, s3, stack, teardown
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import CloudError
 from l2c.datasets import load_built_in
@@ -33,7 +33,7 @@ MILLION_ROWS_LIMIT_S = 180
 def deployed(cloud_session, trained_models):
     deployment = stack.deploy("iris", trained_models["iris"], session=cloud_session, reporter=Reporter())
     yield deployment
-    stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
+    teardown.destroy(everything=True, session=cloud_session, reporter=Reporter())
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,9 @@ def test_a_million_rows_through_l2c_batch_equal_in_process_prediction(deployed, 
     assert description["BatchStrategy"] == "MultiRecord"
     assert description["TransformOutput"]["AssembleWith"] == "Line"
     # The output object is named after the input object, with .out, under S3OutputPath.
-    assert f"{batch.batch_prefix('iris')}{result.job_name}/output/million.csv.out" in batch_keys(cloud_session, result.job_name)
+    assert f"{batch.batch_prefix('iris')}{result.job_name}/output/million.csv.out" in batch_keys(
+        cloud_session, result.job_name
+    )
 
 
 def test_a_malformed_row_fails_the_job_with_sagemakers_reason(deployed, cloud_session, tmp_path):
@@ -117,8 +119,13 @@ def test_a_malformed_row_fails_the_job_with_sagemakers_reason(deployed, cloud_se
 def test_l2c_batch_exits_non_zero_with_one_line_on_a_failed_job(deployed, local_cloud, tmp_path):
     source = tmp_path / "bad.csv"
     source.write_text("5.1,3.5,1.4,0.2\n6.2,abc,4.5,1.5\n")
-    result = subprocess.run([sys.executable, "-m", "l2c.cli", "batch", "iris", str(source)], capture_output=True,
-                            text=True, env={**os.environ, "COLUMNS": "400"}, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "l2c.cli", "batch", "iris", str(source)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        timeout=300,
+    )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() + result.stdout.splitlines() if "ClientError" in line]
     assert len(errors) == 1 and "Failed" in errors[0], result.stdout + result.stderr
@@ -129,8 +136,16 @@ def test_join_appends_the_predictions_and_clean_leaves_no_batch_objects(deployed
     rows = iris_rows(500, seed=1)
     header = "sepal_length,sepal_width,petal_length,petal_width"
     source = write_csv(tmp_path / "rows.csv", rows, header)
-    result = batch.run_batch("iris", source, tmp_path / "joined.csv", session=cloud_session, join=True, clean=True,
-                             max_payload_mb=1, reporter=Reporter())
+    result = batch.run_batch(
+        "iris",
+        source,
+        tmp_path / "joined.csv",
+        session=cloud_session,
+        join=True,
+        clean=True,
+        max_payload_mb=1,
+        reporter=Reporter(),
+    )
     lines = (tmp_path / "joined.csv").read_text().splitlines()
     assert lines[0] == header + ",prediction_0,prediction_1,prediction_2"
     assert len(lines) == 501
@@ -145,8 +160,10 @@ def test_a_transform_job_is_refused_twice_and_for_a_missing_model(deployed, clou
     sm = cloud_session.client("sagemaker")
     job = batch.list_jobs(cloud_session, "iris")[0]
     description = sm.describe_transform_job(TransformJobName=job["TransformJobName"])
-    again = {key: description[key] for key in ("TransformJobName", "ModelName", "TransformInput", "TransformOutput",
-                                               "TransformResources")}
+    again = {
+        key: description[key]
+        for key in ("TransformJobName", "ModelName", "TransformInput", "TransformOutput", "TransformResources")
+    }
     with pytest.raises(ClientError) as twice:
         sm.create_transform_job(**again)
     assert twice.value.response["Error"]["Code"] == "ValidationException"
@@ -158,22 +175,38 @@ def test_a_transform_job_is_refused_twice_and_for_a_missing_model(deployed, clou
 
 
 def test_destroy_stops_a_running_transform_job_and_leaves_nothing(deployed, cloud_session, paced, tmp_path):
-    from tests.integration.test_deploy import _everything_l2c_left
+    from aws_helpers import everything_l2c_left
 
     paced(0.05)  # the instances' start-up lasts 240 x 0.05 = 12 s: the job is seen running
     model_name, model = batch.current_model(cloud_session, "iris")
     bucket = s3.bucket_name(cloud_session)
     job = batch.new_job_name("iris")
     prefix = f"{batch.batch_prefix('iris')}{job}/"
-    cloud_session.client("s3").put_object(Bucket=bucket, Key=f"{prefix}input/rows.csv", Body=b"5.1,3.5,1.4,0.2\n",
-                                          ExpectedBucketOwner=cloud_session.account)
-    batch.create_job(cloud_session, "iris", job, model_name, s3.s3_uri(bucket, f"{prefix}input/"),
-                     s3.s3_uri(bucket, f"{prefix}output"), "ml.m5.large", 1, 6)
-    running = [r for r in stack.status(cloud_session).of("iris") if r.kind == "transform-job"]
+    cloud_session.client("s3").put_object(
+        Bucket=bucket,
+        Key=f"{prefix}input/rows.csv",
+        Body=b"5.1,3.5,1.4,0.2\n",
+        ExpectedBucketOwner=cloud_session.account,
+    )
+    batch.create_job(
+        cloud_session,
+        "iris",
+        job,
+        model_name,
+        s3.s3_uri(bucket, f"{prefix}input/"),
+        s3.s3_uri(bucket, f"{prefix}output"),
+        "ml.m5.large",
+        1,
+        6,
+    )
+    running = [r for r in inventory.status(cloud_session).of("iris") if r.kind == "transform-job"]
     assert [r.name for r in running] == [job]
     assert running[0].detail == "InProgress, billed per instance-hour until it ends"
-    report = stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
+    report = teardown.destroy(everything=True, session=cloud_session, reporter=Reporter())
     assert f"transform job {job} (stopped)" in report.deleted
-    assert cloud_session.client("sagemaker").describe_transform_job(TransformJobName=job)["TransformJobStatus"] == "Stopped"
-    assert _everything_l2c_left(cloud_session) == []
+    assert (
+        cloud_session.client("sagemaker").describe_transform_job(TransformJobName=job)["TransformJobStatus"]
+        == "Stopped"
+    )
+    assert everything_l2c_left(cloud_session) == []
     assert not s3.bucket_exists(cloud_session, bucket)

@@ -15,7 +15,7 @@ import xgboost as xgb
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
-from l2c.cloud import stack
+from l2c.cloud import inventory, stack, teardown
 from l2c.cloud.progress import Reporter
 from l2c.datasets import load_house_prices
 from l2c.model_import import import_model
@@ -41,12 +41,16 @@ def imported(tmp_path_factory):
     quiet = lambda _line: None  # noqa: E731
     return {
         "iris-own": (
-            import_model(folder / "model.joblib", "iris-own", models, trust_pickle=True, class_labels=IRIS_LABELS, on_note=quiet),
-            x_test[:ROWS], classifier.predict_proba(x_test[:ROWS]),
+            import_model(
+                folder / "model.joblib", "iris-own", models, trust_pickle=True, class_labels=IRIS_LABELS, on_note=quiet
+            ),
+            x_test[:ROWS],
+            classifier.predict_proba(x_test[:ROWS]),
         ),
         "house-own": (
             import_model(folder / "model.ubj", "house-own", models, feature_names=houses.feature_names, on_note=quiet),
-            hx[:ROWS], regressor.predict(hx[:ROWS]),
+            hx[:ROWS],
+            regressor.predict(hx[:ROWS]),
         ),
     }
 
@@ -60,7 +64,7 @@ def deployed(cloud_session, imported):
         yield deployments
     finally:
         for name in deployments:
-            stack.destroy(name, session=cloud_session, reporter=Reporter())
+            teardown.destroy(name, session=cloud_session, reporter=Reporter())
 
 
 def call(deployment, rows: np.ndarray) -> dict:
@@ -92,8 +96,10 @@ def test_the_api_takes_the_imported_feature_names(deployed, imported):
     _, rows, expected = imported["house-own"]
     names = load_house_prices().feature_names
     response = httpx.post(
-        deployed["house-own"].url, json={"features": dict(zip(names, map(float, rows[0])))},
-        headers={"x-api-key": deployed["house-own"].api_key}, timeout=60,
+        deployed["house-own"].url,
+        json={"features": dict(zip(names, map(float, rows[0])))},
+        headers={"x-api-key": deployed["house-own"].api_key},
+        timeout=60,
     )
     assert response.status_code == 200, response.text
     assert response.json()["prediction"] == pytest.approx(float(expected[0]), rel=1e-6)
@@ -103,7 +109,11 @@ def test_the_cli_deploys_and_invokes_an_imported_model_by_name(deployed, importe
     # `l2c deploy NAME` reads models/NAME from where it runs, as after `l2c import` there.
     model_dir, rows, expected = imported["iris-own"]
     run = lambda *args: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "l2c.cli", *args], cwd=model_dir.parent.parent, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "l2c.cli", *args],
+        cwd=model_dir.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     deploy = run("deploy", "iris-own")
     assert deploy.returncode == 0, deploy.stderr
@@ -115,9 +125,9 @@ def test_the_cli_deploys_and_invokes_an_imported_model_by_name(deployed, importe
 
 def test_destroy_leaves_nothing_of_the_imported_stacks(deployed, cloud_session):
     for name in list(deployed):
-        report = stack.destroy(name, session=cloud_session, reporter=Reporter())
+        report = teardown.destroy(name, session=cloud_session, reporter=Reporter())
         assert report.stacks == [name]
         # Other test modules' stacks (and the shared bucket and API they use) may remain.
         assert [resource for resource in report.remaining if resource.stack == name] == []
-        assert name not in {resource.stack for resource in stack.status(cloud_session).resources}
+        assert name not in {resource.stack for resource in inventory.status(cloud_session).resources}
         del deployed[name]  # destroyed: the fixture has nothing left to clean

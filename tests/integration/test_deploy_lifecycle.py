@@ -19,11 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from l2c.cloud import apigateway, sagemaker, stack
+from l2c.cloud import apigateway, calling, inventory, plan, sagemaker, stack, teardown
 from l2c.cloud.progress import Reporter
 from l2c.cloud.sagemaker import Hosting
 from l2c.cloud.session import CloudError
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 NAME = "iris-life"
 ENDPOINT = sagemaker.endpoint_name(NAME)
@@ -49,11 +49,11 @@ def watchable(paced):
 @pytest.fixture
 def clean(cloud_session):
     yield
-    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+    teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
 
 
 def deploy(session, model_dir, **options):
-    return stack.deploy(NAME, model_dir, session=session, options=stack.DeployOptions(**options), reporter=Reporter())
+    return stack.deploy(NAME, model_dir, session=session, options=plan.DeployOptions(**options), reporter=Reporter())
 
 
 def left_of(session, name: str = NAME) -> list[str]:
@@ -61,12 +61,18 @@ def left_of(session, name: str = NAME) -> list[str]:
     prefix = f"l2c-{name}"
     sm, lam, logs, iam, s3 = (session.client(n) for n in ("sagemaker", "lambda", "logs", "iam", "s3"))
     left = [f"endpoint {e['EndpointName']}" for e in sm.list_endpoints()["Endpoints"] if e["EndpointName"] == prefix]
-    left += [f"config {c['EndpointConfigName']}" for c in sm.list_endpoint_configs()["EndpointConfigs"]
-             if c["EndpointConfigName"].startswith(prefix + "-")]
+    left += [
+        f"config {c['EndpointConfigName']}"
+        for c in sm.list_endpoint_configs()["EndpointConfigs"]
+        if c["EndpointConfigName"].startswith(prefix + "-")
+    ]
     left += [f"model {m['ModelName']}" for m in sm.list_models()["Models"] if m["ModelName"].startswith(prefix + "-")]
     left += [f"function {f['FunctionName']}" for f in lam.list_functions()["Functions"] if f["FunctionName"] == prefix]
-    left += [f"log group {g['logGroupName']}" for g in logs.describe_log_groups()["logGroups"]
-             if g["logGroupName"].endswith("/" + prefix)]
+    left += [
+        f"log group {g['logGroupName']}"
+        for g in logs.describe_log_groups()["logGroups"]
+        if g["logGroupName"].endswith("/" + prefix)
+    ]
     left += [f"role {r['RoleName']}" for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(prefix + "-")]
     for bucket in s3.list_buckets()["Buckets"]:
         if bucket["Name"].startswith("l2c-"):
@@ -101,7 +107,7 @@ def corrupt_version(model_dir, tmp_path, monkeypatch):
 
 def answers(session) -> int:
     """The API's status for the tutorial's body (a new key takes seconds to work: call_api waits for it)."""
-    status, _ = stack.call_api(NAME, TUTORIAL_BODIES["iris"], session=session)
+    status, _ = calling.call_api(NAME, TUTORIAL_BODIES["iris"], session=session)
     return status
 
 
@@ -118,7 +124,7 @@ def test_destroy_waits_out_an_endpoint_left_creating_by_an_interrupted_deploy(
     assert endpoint_status(cloud_session) == "Creating"
     said = Reporter()
 
-    report = stack.destroy(NAME, session=cloud_session, reporter=said)
+    report = teardown.destroy(NAME, session=cloud_session, reporter=said)
 
     assert f"endpoint {ENDPOINT} is Creating: waiting for SageMaker to finish" in said.lines
     assert f"endpoint {ENDPOINT}" in report.deleted
@@ -148,13 +154,13 @@ def test_destroy_deletes_the_endpoint_first_so_a_failure_leaves_a_stack_a_rerun_
     deploy(cloud_session, trained_models["iris"])
     monkeypatch.setattr(sagemaker, "delete_endpoint", interrupt)
     with pytest.raises(Interrupted):
-        stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+        teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
     monkeypatch.undo()
     left = left_of(cloud_session)
     assert f"function {ENDPOINT}" in left and f"route /{apigateway.resource_path(NAME)}" in left
     assert answers(cloud_session) == 200  # the API still serves: nothing it needs is gone
 
-    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+    teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
 
     assert left_of(cloud_session) == []
 
@@ -168,7 +174,7 @@ def test_an_endpoint_that_failed_to_start_is_destroyed(cloud_session, trained_mo
         deploy(cloud_session, broken)
     assert endpoint_status(cloud_session) == "Failed"
 
-    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+    teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
 
     assert left_of(cloud_session) == []
 
@@ -192,16 +198,20 @@ def test_a_rolled_back_update_keeps_everything_the_endpoint_runs_on(
     assert f"config {old_config}" in kept and f"model {old_model}" in kept
     assert f"object {good.model_data_url.split('/', 3)[3]}" in kept
     assert answers(cloud_session) == 200
-    endpoint = next(r for r in stack.status(cloud_session).of(NAME) if r.kind == "endpoint")
+    endpoint = next(r for r in inventory.status(cloud_session).of(NAME) if r.kind == "endpoint")
     assert f"config {old_config}, last update failed: " in endpoint.detail  # status shows it too
 
     monkeypatch.undo()
     again = deploy(cloud_session, trained_models["iris"])  # the good version again: nothing to update
     assert again.endpoint_change == "unchanged"
-    assert [item for item in left_of(cloud_session) if "ffffffffffff" in item] == []  # the failed version's leftovers went
+    assert [
+        item for item in left_of(cloud_session) if "ffffffffffff" in item
+    ] == []  # the failed version's leftovers went
 
 
-def test_destroy_straight_after_a_rolled_back_update_leaves_nothing(cloud_session, trained_models, tmp_path, monkeypatch):
+def test_destroy_straight_after_a_rolled_back_update_leaves_nothing(
+    cloud_session, trained_models, tmp_path, monkeypatch
+):
     deploy(cloud_session, trained_models["iris"])
     broken = corrupt_version(trained_models["iris"], tmp_path, monkeypatch)
     with pytest.raises(sagemaker.UpdateRolledBack):
@@ -211,7 +221,7 @@ def test_destroy_straight_after_a_rolled_back_update_leaves_nothing(cloud_sessio
     assert [item for item in left if item.startswith(("config", "model")) and "ffffffffffff" in item]
     assert len([item for item in left if item.startswith("config ")]) == 2
 
-    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+    teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
 
     assert left_of(cloud_session) == []
 
@@ -236,32 +246,46 @@ def test_a_zero_instance_quota_is_refused_before_anything_is_created(cloud_sessi
     with pytest.raises(sagemaker.QuotaTooLow) as refusal:
         deploy(cloud_session, trained_models["iris"])
     with pytest.raises(sagemaker.QuotaTooLow):
-        stack.plan(NAME, cloud_session)
+        plan.plan(NAME, cloud_session)
 
     message = str(refusal.value)
     assert "'ml.m5.large for endpoint usage'" in message and "needs 1" in message
     assert "servicequotas/home/services/sagemaker/quotas" in message and "--serverless" in message
     assert left_of(cloud_session) == []
     quota({"ml.m5.large": 1})
-    assert "checked: quota 'ml.m5.large for endpoint usage': 1, this deploy uses 1" in stack.plan(NAME, cloud_session)
+    assert "checked: quota 'ml.m5.large for endpoint usage': 1, this deploy uses 1" in plan.plan(NAME, cloud_session)
 
 
 def test_a_given_role_that_cannot_read_the_artifact_is_refused_before_anything_is_created(
     cloud_session, trained_models, clean
 ):
     iam = cloud_session.client("iam")
-    trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
     # What AmazonSageMakerFullAccess grants on S3 objects: buckets with "sagemaker" in the name only.
-    notebook_policy = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-         "Resource": ["arn:aws:s3:::*SageMaker*", "arn:aws:s3:::*Sagemaker*", "arn:aws:s3:::*sagemaker*"]},
-        {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"},
-    ]}
-    role = iam.create_role(RoleName="NotebookRole-life", Path="/service-role/", AssumeRolePolicyDocument=json.dumps(trust))
+    notebook_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": ["arn:aws:s3:::*SageMaker*", "arn:aws:s3:::*Sagemaker*", "arn:aws:s3:::*sagemaker*"],
+            },
+            {"Effect": "Allow", "Action": "ecr:*", "Resource": "*"},
+        ],
+    }
+    role = iam.create_role(
+        RoleName="NotebookRole-life", Path="/service-role/", AssumeRolePolicyDocument=json.dumps(trust)
+    )
     arn = role["Role"]["Arn"]
     try:
-        iam.put_role_policy(RoleName="NotebookRole-life", PolicyName="full-access", PolicyDocument=json.dumps(notebook_policy))
+        iam.put_role_policy(
+            RoleName="NotebookRole-life", PolicyName="full-access", PolicyDocument=json.dumps(notebook_policy)
+        )
         with pytest.raises(CloudError) as refusal:
             deploy(cloud_session, trained_models["iris"], role_arn=arn)
         message = str(refusal.value)
@@ -272,15 +296,19 @@ def test_a_given_role_that_cannot_read_the_artifact_is_refused_before_anything_i
 
         # Granted exactly what the message asks for, the same role deploys and serves.
         bucket = f"l2c-{cloud_session.account}-{cloud_session.region}-an"
-        grant = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/{NAME}/*"}]}
+        grant = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/{NAME}/*"}],
+        }
         iam.put_role_policy(RoleName="NotebookRole-life", PolicyName="l2c-artifacts", PolicyDocument=json.dumps(grant))
         deployment = deploy(cloud_session, trained_models["iris"], role_arn=arn)
-        model = cloud_session.client("sagemaker").describe_model(ModelName=sagemaker.model_name(NAME, deployment.model_version))
+        model = cloud_session.client("sagemaker").describe_model(
+            ModelName=sagemaker.model_name(NAME, deployment.model_version)
+        )
         assert model["ExecutionRoleArn"] == arn
         assert answers(cloud_session) == 200
     finally:
-        stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+        teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
         for policy in ("full-access", "l2c-artifacts"):
             try:
                 iam.delete_role_policy(RoleName="NotebookRole-life", PolicyName=policy)
@@ -292,14 +320,20 @@ def test_a_given_role_that_cannot_read_the_artifact_is_refused_before_anything_i
 # --------------------------------------------------------------------------- autoscaling, missing pieces
 
 
-def test_a_new_instance_type_on_an_autoscaled_endpoint_is_applied_and_scaling_kept(cloud_session, trained_models, clean):
+def test_a_new_instance_type_on_an_autoscaled_endpoint_is_applied_and_scaling_kept(
+    cloud_session, trained_models, clean
+):
     deploy(cloud_session, trained_models["iris"], autoscale=(1, 3))
 
-    moved = deploy(cloud_session, trained_models["iris"], hosting=Hosting(instance_type="ml.c5.large"), autoscale=(1, 3))
+    moved = deploy(
+        cloud_session, trained_models["iris"], hosting=Hosting(instance_type="ml.c5.large"), autoscale=(1, 3)
+    )
 
     assert moved.endpoint_change == "updated"
     sm = cloud_session.client("sagemaker")
-    config = sm.describe_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"])
+    config = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    )
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.c5.large"
     target = sagemaker.scalable_target(cloud_session, ENDPOINT)
     assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
@@ -312,25 +346,25 @@ def test_status_and_destroy_tolerate_an_endpoint_whose_config_was_deleted(cloud_
     config = sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     sm.delete_endpoint_config(EndpointConfigName=config)  # AWS allows it under a live endpoint
 
-    endpoint = next(r for r in stack.status(cloud_session).of(NAME) if r.kind == "endpoint")
+    endpoint = next(r for r in inventory.status(cloud_session).of(NAME) if r.kind == "endpoint")
     assert f"config {config} missing" in endpoint.detail and "billed hourly" in endpoint.detail
 
-    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+    teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
     assert left_of(cloud_session) == []
 
 
 def test_destroy_all_tolerates_an_endpoint_whose_config_was_deleted(cloud_session, trained_models):
-    from test_deploy import _everything_l2c_left  # every service listed, not only this stack's names
+    from aws_helpers import everything_l2c_left  # every service listed, not only this stack's names
 
     deploy(cloud_session, trained_models["iris"])
     sm = cloud_session.client("sagemaker")
     sm.delete_endpoint_config(EndpointConfigName=sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"])
 
-    report = stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
+    report = teardown.destroy(everything=True, session=cloud_session, reporter=Reporter())
 
     assert NAME in report.stacks and f"endpoint {ENDPOINT}" in report.deleted
     assert left_of(cloud_session) == []
-    assert _everything_l2c_left(cloud_session) == []
+    assert everything_l2c_left(cloud_session) == []
 
 
 # --------------------------------------------------------------------------- the commands themselves

@@ -23,7 +23,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from l2c import datasets, training
-from l2c.cloud import functions, sagemaker, stack
+from l2c.cloud import calling, functions, plan, sagemaker, stack, teardown
 from l2c.cloud.progress import Reporter
 from l2c.cloud.sagemaker import Hosting
 from l2c.cloud.session import CloudError
@@ -44,8 +44,11 @@ def s3_client(local_cloud, **credentials):
 def theirs(local_cloud) -> dict:
     """Credentials of another account (STS AssumeRole into it, as test_rules_s3 does)."""
     sts = boto3.client(
-        "sts", region_name="us-east-1", endpoint_url=local_cloud.env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=local_cloud.env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=local_cloud.env["AWS_SECRET_ACCESS_KEY"],
+        "sts",
+        region_name="us-east-1",
+        endpoint_url=local_cloud.env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=local_cloud.env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=local_cloud.env["AWS_SECRET_ACCESS_KEY"],
     )
     granted = sts.assume_role(RoleArn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/l2c-test-squatter", RoleSessionName="safety")
     return {
@@ -69,7 +72,9 @@ def stack_left(session, name: str) -> list[str]:
     left = [m["ModelName"] for m in sm.list_models()["Models"] if m["ModelName"].startswith(prefix + "-")]
     left += [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"] if e["EndpointName"] == prefix]
     left += [f["FunctionName"] for f in lam.list_functions()["Functions"] if f["FunctionName"] == prefix]
-    left += [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"] if g["logGroupName"].endswith("/" + prefix)]
+    left += [
+        g["logGroupName"] for g in logs.describe_log_groups()["logGroups"] if g["logGroupName"].endswith("/" + prefix)
+    ]
     left += [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(prefix + "-")]
     return left
 
@@ -77,26 +82,42 @@ def stack_left(session, name: str) -> list[str]:
 # --------------------------------------------------------------------------- the bucket's owner
 
 
-def test_a_bucket_of_another_account_is_refused_by_the_owner_condition(local_cloud, cloud_session, theirs, trained_models):
+def test_a_bucket_of_another_account_is_refused_by_the_owner_condition(
+    local_cloud, cloud_session, theirs, trained_models
+):
     squatted = f"l2c-squat-{uuid.uuid4().hex[:12]}"
     other = s3_client(local_cloud, **theirs)
     other.create_bucket(Bucket=squatted)
     ours = s3_client(local_cloud)
     owner = {"ExpectedBucketOwner": cloud_session.account}
     try:
-        assert refusal(lambda: ours.put_object(Bucket=squatted, Key="iris/model.tar.gz", Body=b"x", **owner)) == ("AccessDenied", 403)
+        assert refusal(lambda: ours.put_object(Bucket=squatted, Key="iris/model.tar.gz", Body=b"x", **owner)) == (
+            "AccessDenied",
+            403,
+        )
         assert refusal(lambda: ours.list_objects_v2(Bucket=squatted, **owner)) == ("AccessDenied", 403)
         assert refusal(lambda: ours.head_bucket(Bucket=squatted, **owner))[1] == 403
         # The owner itself, naming itself, is served, as moto would serve it (a HEAD's length intact).
-        assert other.head_bucket(Bucket=squatted, ExpectedBucketOwner=OTHER_ACCOUNT)["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert (
+            other.head_bucket(Bucket=squatted, ExpectedBucketOwner=OTHER_ACCOUNT)["ResponseMetadata"]["HTTPStatusCode"]
+            == 200
+        )
         other.put_object(Bucket=squatted, Key="theirs.bin", Body=b"y" * 1234, ExpectedBucketOwner=OTHER_ACCOUNT)
-        assert other.head_object(Bucket=squatted, Key="theirs.bin", ExpectedBucketOwner=OTHER_ACCOUNT)["ContentLength"] == 1234
+        assert (
+            other.head_object(Bucket=squatted, Key="theirs.bin", ExpectedBucketOwner=OTHER_ACCOUNT)["ContentLength"]
+            == 1234
+        )
         assert refusal(lambda: ours.get_object(Bucket=squatted, Key="theirs.bin", **owner)) == ("AccessDenied", 403)
         other.delete_object(Bucket=squatted, Key="theirs.bin", ExpectedBucketOwner=OTHER_ACCOUNT)
 
         with pytest.raises(CloudError, match=f"bucket {squatted} exists but belongs to another account"):
-            stack.deploy(NAME, trained_models["iris"], session=cloud_session,
-                         options=stack.DeployOptions(bucket=squatted), reporter=Reporter())
+            stack.deploy(
+                NAME,
+                trained_models["iris"],
+                session=cloud_session,
+                options=plan.DeployOptions(bucket=squatted),
+                reporter=Reporter(),
+            )
         assert other.list_objects_v2(Bucket=squatted).get("KeyCount") == 0  # nothing was written there
         assert stack_left(cloud_session, NAME) == []
     finally:
@@ -110,7 +131,7 @@ def test_a_bucket_of_another_account_is_refused_by_the_owner_condition(local_clo
 def deployed(cloud_session, trained_models):
     deployment = stack.deploy(NAME, trained_models["iris"], session=cloud_session, reporter=Reporter())
     yield deployment
-    stack.destroy(NAME, session=cloud_session, reporter=Reporter())
+    teardown.destroy(NAME, session=cloud_session, reporter=Reporter())
 
 
 def test_the_artifact_bucket_is_in_the_accounts_regional_namespace(deployed, cloud_session):
@@ -124,9 +145,11 @@ def test_the_roles_trust_their_service_for_this_account_only_and_still_work(depl
     lambda_trust = iam.get_role(RoleName=f"l2c-{NAME}-{region}-lambda")["Role"]["AssumeRolePolicyDocument"]
     sagemaker_trust = iam.get_role(RoleName=f"l2c-{NAME}-{region}-sagemaker")["Role"]["AssumeRolePolicyDocument"]
     assert lambda_trust["Statement"][0]["Condition"] == {"StringEquals": {"aws:SourceAccount": account}}
-    assert sagemaker_trust["Statement"][0]["Condition"]["ArnLike"] == {"aws:SourceArn": f"arn:aws:sagemaker:{region}:{account}:*"}
+    assert sagemaker_trust["Statement"][0]["Condition"]["ArnLike"] == {
+        "aws:SourceArn": f"arn:aws:sagemaker:{region}:{account}:*"
+    }
     # The local cloud judged those conditions when SageMaker and Lambda took the roles on: the API answers.
-    status, answer = stack.call_api(NAME, {"data": "5.1,3.5,1.4,0.2"}, session=cloud_session)
+    status, answer = calling.call_api(NAME, {"data": "5.1,3.5,1.4,0.2"}, session=cloud_session)
     assert status == 200 and answer["prediction"] == "setosa"
 
 
@@ -134,16 +157,24 @@ def test_a_role_that_trusts_lambda_for_another_account_cannot_be_assumed_by_lamb
     paced(0)  # no propagation delay: the condition alone must refuse it
     iam, lam = cloud_session.client("iam"), cloud_session.client("lambda")
     name = f"l2c-test-deputy-{uuid.uuid4().hex[:8]}"
-    trust = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": OTHER_ACCOUNT}},
-    }]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": OTHER_ACCOUNT}},
+            }
+        ],
+    }
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     try:
         code = functions.build_zip(functions.lambda_source_dir())
         with pytest.raises(ClientError) as refused:
-            lam.create_function(FunctionName=name, Runtime="python3.13", Role=role, Handler=functions.HANDLER,
-                                Code={"ZipFile": code})
+            lam.create_function(
+                FunctionName=name, Runtime="python3.13", Role=role, Handler=functions.HANDLER, Code={"ZipFile": code}
+            )
         assert refused.value.response["Error"]["Code"] == "InvalidParameterValueException"
         assert "cannot be assumed by Lambda" in refused.value.response["Error"]["Message"]
     finally:
@@ -163,7 +194,7 @@ def test_the_endpoints_log_group_expires_like_the_functions_and_destroy_removes_
         arn = groups[endpoint_group]["arn"].removesuffix(":*")
         assert logs.list_tags_for_resource(resourceArn=arn)["tags"] == {"l2c:stack": name}
     finally:
-        report = stack.destroy(name, session=cloud_session, reporter=Reporter())
+        report = teardown.destroy(name, session=cloud_session, reporter=Reporter())
     assert f"log group {endpoint_group}" in report.deleted
     left = {g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/aws/")["logGroups"]}
     assert endpoint_group not in left and function_group not in left
@@ -180,16 +211,29 @@ def test_what_the_state_folder_holds_is_readable_by_its_user_only(deployed, loca
 # --------------------------------------------------------------------------- refused before anything exists
 
 
-@pytest.mark.parametrize("options, message", [
-    (stack.DeployOptions(hosting=Hosting(serverless_memory_mb=1500)), "--memory-mb 1500 is not a serverless memory size"),
-    (stack.DeployOptions(hosting=Hosting(serverless_memory_mb=2048, serverless_max_concurrency=500)), "1 to 200"),
-    (stack.DeployOptions(hosting=Hosting(serverless_memory_mb=2048), autoscale=(1, 3)), "--autoscale applies to instance"),
-    (stack.DeployOptions(bucket="Not_A_Bucket"), "not a valid S3 bucket name"),
-])
-def test_an_option_aws_would_refuse_stops_the_deploy_before_anything_exists(cloud_session, trained_models, options, message):
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            plan.DeployOptions(hosting=Hosting(serverless_memory_mb=1500)),
+            "--memory-mb 1500 is not a serverless memory size",
+        ),
+        (plan.DeployOptions(hosting=Hosting(serverless_memory_mb=2048, serverless_max_concurrency=500)), "1 to 200"),
+        (
+            plan.DeployOptions(hosting=Hosting(serverless_memory_mb=2048), autoscale=(1, 3)),
+            "--autoscale applies to instance",
+        ),
+        (plan.DeployOptions(bucket="Not_A_Bucket"), "not a valid S3 bucket name"),
+    ],
+)
+def test_an_option_aws_would_refuse_stops_the_deploy_before_anything_exists(
+    cloud_session, trained_models, options, message
+):
     buckets_before = {b["Name"] for b in cloud_session.client("s3").list_buckets()["Buckets"]}
     with pytest.raises(CloudError, match=message) as refused:
-        stack.deploy("iris-refused", trained_models["iris"], session=cloud_session, options=options, reporter=Reporter())
+        stack.deploy(
+            "iris-refused", trained_models["iris"], session=cloud_session, options=options, reporter=Reporter()
+        )
     assert "\n" not in str(refused.value)
     assert stack_left(cloud_session, "iris-refused") == []
     assert {b["Name"] for b in cloud_session.client("s3").list_buckets()["Buckets"]} == buckets_before
@@ -217,18 +261,21 @@ def test_a_wide_csv_model_deploys_and_its_named_columns_are_read_from_the_zip(cl
     try:
         deployment = stack.deploy(name, wide_model, session=cloud_session, reporter=Reporter())
         variables = cloud_session.client("lambda").get_function_configuration(FunctionName=deployment.function)[
-            "Environment"]["Variables"]
+            "Environment"
+        ]["Variables"]
         assert "FEATURE_NAMES" not in variables and variables["FEATURE_COUNT"] == "200"
         row = {column: 0.5 for column in card["feature_names"]}
-        status, answer = stack.call_api(name, {"features": row}, session=cloud_session)
+        status, answer = calling.call_api(name, {"features": row}, session=cloud_session)
         assert status == 200, answer
         assert isinstance(answer["prediction"], float)
         # A misspelt column is caught by the names the handler read from its zip.
         wrong = {**row, "sensor_reading_9999_value": 1.0}
         del wrong[card["feature_names"][0]]
-        response = httpx.post(deployment.url, json={"features": wrong}, headers={"x-api-key": deployment.api_key}, timeout=60)
+        response = httpx.post(
+            deployment.url, json={"features": wrong}, headers={"x-api-key": deployment.api_key}, timeout=60
+        )
         assert response.status_code == 400, response.text
         with pytest.raises(CloudError, match="row 1 has 3 values but the model expects 200"):
-            stack.invoke(name, "1,2,3", session=cloud_session)
+            calling.invoke(name, "1,2,3", session=cloud_session)
     finally:
-        stack.destroy(name, session=cloud_session, reporter=Reporter())
+        teardown.destroy(name, session=cloud_session, reporter=Reporter())

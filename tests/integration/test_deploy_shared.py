@@ -14,15 +14,15 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
+from aws_helpers import everything_l2c_left
 from botocore.exceptions import ClientError
 from typer.testing import CliRunner
 
 from l2c.cli import app
-from l2c.cloud import apigateway, functions, iam, progress, s3, stack
+from l2c.cloud import apigateway, calling, functions, iam, inventory, progress, s3, stack, teardown
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, CloudError, CloudSession, connect
-from l2c.local.demo import TUTORIAL_BODIES
-from tests.integration.test_deploy import _everything_l2c_left
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 NAME = "iris-v2"
 OTHER_REGION = "eu-west-1"
@@ -31,7 +31,7 @@ OTHER_REGION = "eu-west-1"
 @pytest.fixture(scope="module")
 def deployed(cloud_session, trained_models):
     yield stack.deploy(NAME, trained_models["iris"], session=cloud_session, reporter=Reporter())
-    stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
+    teardown.destroy(everything=True, session=cloud_session, reporter=Reporter())
 
 
 def at_pace(session: CloudSession, pace: float) -> CloudSession:
@@ -42,11 +42,13 @@ def at_pace(session: CloudSession, pace: float) -> CloudSession:
 # --------------------------------------------------------------------------- routes
 
 
-def test_a_stack_that_would_share_a_route_is_refused_before_anything_is_created(deployed, cloud_session, trained_models):
+def test_a_stack_that_would_share_a_route_is_refused_before_anything_is_created(
+    deployed, cloud_session, trained_models
+):
     with pytest.raises(CloudError, match=r"irisv2 would route to /irisv2prediction, which stack iris-v2 already uses"):
         stack.deploy("irisv2", trained_models["iris"], session=cloud_session, reporter=Reporter())
-    assert stack.status(cloud_session).of("irisv2") == []
-    assert stack.call_api(NAME, TUTORIAL_BODIES["iris"], session=cloud_session)[0] == 200
+    assert inventory.status(cloud_session).of("irisv2") == []
+    assert calling.call_api(NAME, TUTORIAL_BODIES["iris"], session=cloud_session)[0] == 200
 
 
 # --------------------------------------------------------------------------- a new key takes seconds
@@ -60,7 +62,7 @@ def test_call_api_waits_until_a_new_key_works(deployed, cloud_session, paced):
     _, key = apigateway.ensure_api_key(slow, plan["id"])
 
     first = httpx.post(deployed.url, json=TUTORIAL_BODIES["iris"], headers={"x-api-key": key}, timeout=30)
-    status, answer = stack.call_api(NAME, TUTORIAL_BODIES["iris"], session=slow)
+    status, answer = calling.call_api(NAME, TUTORIAL_BODIES["iris"], session=slow)
 
     assert first.status_code == 403, "the key must not work at once, or this test proves nothing"
     assert (status, answer["prediction"]) == (200, "setosa")
@@ -75,7 +77,9 @@ def test_a_function_still_updating_is_waited_for_before_it_is_changed(deployed, 
     current = functions.get_configuration(slow, deployed.function)
     environment = current["Environment"]["Variables"]
     spec = functions.FunctionSpec(
-        name=deployed.function, role_arn=current["Role"], code=functions.build_zip(functions.lambda_source_dir()),
+        name=deployed.function,
+        role_arn=current["Role"],
+        code=functions.build_zip(functions.lambda_source_dir()),
         environment={**environment, "MAX_ROWS": "10"},
     )
     slow.client("lambda").update_function_configuration(FunctionName=deployed.function, Description="busy")
@@ -121,14 +125,14 @@ def test_the_same_stack_in_another_region_has_roles_of_its_own(deployed, cloud_s
     added = sorted(set(after) - set(before))
     assert added == [f"l2c-{NAME}-{OTHER_REGION}-lambda", f"l2c-{NAME}-{OTHER_REGION}-sagemaker"]
     assert all(OTHER_REGION in json.dumps(after[name]) and "us-east-1" not in json.dumps(after[name]) for name in added)
-    here = {r.name for r in stack.status(cloud_session).resources if r.kind == "role"}
-    there = {r.name for r in stack.status(elsewhere).resources if r.kind == "role"}
+    here = {r.name for r in inventory.status(cloud_session).resources if r.kind == "role"}
+    there = {r.name for r in inventory.status(elsewhere).resources if r.kind == "role"}
     assert here == set(before) and there == set(added)
 
-    stack.destroy(NAME, session=elsewhere, reporter=Reporter())
+    teardown.destroy(NAME, session=elsewhere, reporter=Reporter())
 
     assert _roles(cloud_session) == before
-    assert stack.call_api(NAME, TUTORIAL_BODIES["iris"], session=cloud_session)[0] == 200
+    assert calling.call_api(NAME, TUTORIAL_BODIES["iris"], session=cloud_session)[0] == 200
 
 
 # --------------------------------------------------------------------------- the commands
@@ -141,7 +145,9 @@ def ctrl_c_while_creating(self, message: str):
     yield
 
 
-def test_ctrl_c_during_the_endpoint_wait_says_what_bills_and_how_to_destroy(deployed, cloud_session, trained_models, monkeypatch):
+def test_ctrl_c_during_the_endpoint_wait_says_what_bills_and_how_to_destroy(
+    deployed, cloud_session, trained_models, monkeypatch
+):
     monkeypatch.setattr(progress.ConsoleReporter, "waiting", ctrl_c_while_creating)
     result = CliRunner().invoke(app, ["deploy", "iris-ctrl-c", "--model-dir", str(trained_models["iris"])])
     monkeypatch.undo()
@@ -151,11 +157,11 @@ def test_ctrl_c_during_the_endpoint_wait_says_what_bills_and_how_to_destroy(depl
     assert "interrupted while deploying iris-ctrl-c" in message
     assert "endpoint l2c-iris-ctrl-c would bill by the hour on AWS" in message
     assert "`l2c destroy iris-ctrl-c`" in message
-    assert ("sagemaker", "endpoint") in {(r.service, r.kind) for r in stack.status(cloud_session).of("iris-ctrl-c")}
+    assert ("sagemaker", "endpoint") in {(r.service, r.kind) for r in inventory.status(cloud_session).of("iris-ctrl-c")}
 
     destroyed = CliRunner().invoke(app, ["destroy", "iris-ctrl-c"])
     assert destroyed.exit_code == 0, destroyed.output
-    assert stack.status(cloud_session).of("iris-ctrl-c") == []
+    assert inventory.status(cloud_session).of("iris-ctrl-c") == []
 
 
 def test_cli_deploy_then_destroy_leaves_nothing_even_in_a_versioned_bucket(deployed, cloud_session, trained_models):
@@ -172,6 +178,6 @@ def test_cli_deploy_then_destroy_leaves_nothing_even_in_a_versioned_bucket(deplo
     destroyed = CliRunner().invoke(app, ["destroy", "--all"])
 
     assert destroyed.exit_code == 0, destroyed.output
-    assert _everything_l2c_left(cloud_session) == []
+    assert everything_l2c_left(cloud_session) == []
     with pytest.raises(ClientError, match="NoSuchBucket"):
         client.list_object_versions(Bucket=bucket)

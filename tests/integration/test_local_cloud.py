@@ -70,21 +70,41 @@ def api(cloud_session, local_cloud):
         name = f"gateway-test-{handler}"
         if name not in functions:
             source = HANDLERS[handler.removesuffix("-noperm")]
-            functions[name] = retry_while_role_propagates(lambda: lam.create_function(
-                FunctionName=name, Runtime="python3.13", Role=role, Handler="app.handler",
-                Code={"ZipFile": zipped(source)}, Timeout=TIMEOUTS.get(handler, 10),
-                Environment={"Variables": FUNCTION_ENV},
-            ), cloud_session)["FunctionArn"]
+            functions[name] = retry_while_role_propagates(
+                lambda: lam.create_function(
+                    FunctionName=name,
+                    Runtime="python3.13",
+                    Role=role,
+                    Handler="app.handler",
+                    Code={"ZipFile": zipped(source)},
+                    Timeout=TIMEOUTS.get(handler, 10),
+                    Environment={"Variables": FUNCTION_ENV},
+                ),
+                cloud_session,
+            )["FunctionArn"]
             lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.05})
         resource = gateway.create_resource(restApiId=api_id, parentId=root, pathPart=path)["id"]
-        gateway.put_method(restApiId=api_id, resourceId=resource, httpMethod="POST", authorizationType="NONE",
-                           apiKeyRequired=(path == "limited"))
+        gateway.put_method(
+            restApiId=api_id,
+            resourceId=resource,
+            httpMethod="POST",
+            authorizationType="NONE",
+            apiKeyRequired=(path == "limited"),
+        )
         uri = f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{functions[name]}/invocations"
-        gateway.put_integration(restApiId=api_id, resourceId=resource, httpMethod="POST", type="AWS_PROXY",
-                                integrationHttpMethod="POST", uri=uri)
+        gateway.put_integration(
+            restApiId=api_id,
+            resourceId=resource,
+            httpMethod="POST",
+            type="AWS_PROXY",
+            integrationHttpMethod="POST",
+            uri=uri,
+        )
         if path != "noperm":
             lam.add_permission(
-                FunctionName=name, StatementId=f"api-{path}", Action="lambda:InvokeFunction",
+                FunctionName=name,
+                StatementId=f"api-{path}",
+                Action="lambda:InvokeFunction",
                 Principal="apigateway.amazonaws.com",
                 SourceArn=f"arn:aws:execute-api:us-east-1:{cloud_session.account}:{api_id}/{STAGE}/POST/{path}",
             )
@@ -118,10 +138,24 @@ def test_the_function_runs_with_exactly_its_environment(api, local_cloud):
     answer = call(api, "echo", json={}).json()
     env = answer["env"]
     runtime_set = {
-        "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LANG", "TZ", "PATH", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "LC_CTYPE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_EXECUTION_ENV",
+        "LAMBDA_TASK_ROOT",
+        "LANG",
+        "TZ",
+        "PATH",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+        "LC_CTYPE",
     }
     assert set(env) - runtime_set == set(FUNCTION_ENV)
     assert {key: env[key] for key in FUNCTION_ENV} == FUNCTION_ENV
@@ -135,7 +169,9 @@ def test_a_worker_stays_warm_until_its_code_is_redeployed(api, cloud_session):
     first, second = (call(api, "echo", json={}).json()["calls"] for _ in range(2))
     assert second == first + 1
     lam = cloud_session.client("lambda")
-    lam.update_function_code(FunctionName="gateway-test-echo", ZipFile=zipped(textwrap.dedent(HANDLERS["echo"]) + "# v2\n"))
+    lam.update_function_code(
+        FunctionName="gateway-test-echo", ZipFile=zipped(textwrap.dedent(HANDLERS["echo"]) + "# v2\n")
+    )
     assert call(api, "echo", json={}).json()["calls"] == 1
 
 

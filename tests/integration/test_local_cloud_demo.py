@@ -14,7 +14,11 @@ def test_the_demo_prints_a_species_and_a_price_and_leaves_nothing(trained_models
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "l2c.cli", "demo", "--models-dir", str(models_dir)],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path, env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        env={**env, "COLUMNS": "200"},
     )
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]

@@ -34,10 +34,11 @@ from aws_helpers import LAMBDA_TRUST, own_local_cloud, zipped
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from l2c.cloud.session import LOCAL_CREDENTIALS
+from l2c.config import LOCAL_CREDENTIALS
 from l2c.local import lambdas
 from l2c.local.cloud import HOST, Ports
-from l2c.local.gateway import CLIENT_TIMEOUT_S, GATEWAY_LIMITS, MAX_HEADER_BYTES, GatewayServer
+from l2c.local.gateway.quotas import MAX_HEADER_BYTES
+from l2c.local.gateway.server import CLIENT_TIMEOUT_S, GATEWAY_LIMITS, GatewayServer
 
 STAGE = "dev"
 REGION = "us-east-1"
@@ -84,8 +85,14 @@ def create_function(cloud, name: str, source: str, role: str) -> str:
     lam = client(cloud, "lambda")
     for _ in range(100):  # a role is assumable a few (paced) moments after it is made
         try:
-            arn = lam.create_function(FunctionName=name, Runtime="python3.13", Role=role, Handler="app.handler",
-                                      Code={"ZipFile": zipped(source)}, Timeout=10)["FunctionArn"]
+            arn = lam.create_function(
+                FunctionName=name,
+                Runtime="python3.13",
+                Role=role,
+                Handler="app.handler",
+                Code={"ZipFile": zipped(source)},
+                Timeout=10,
+            )["FunctionArn"]
             break
         except ClientError as err:
             if err.response["Error"]["Code"] != "InvalidParameterValueException":
@@ -102,25 +109,45 @@ def api(cloud):
     gateway, lam, iam = (client(cloud, name) for name in ("apigateway", "lambda", "iam"))
     account = client(cloud, "sts").get_caller_identity()["Account"]
     role = iam.create_role(RoleName="limits-role", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
-    functions = {name: create_function(cloud, f"limits-{name}", source, role)
-                 for name, source in (("slow", SLEEPER), ("fast", FAST), ("pool", SLEEPER))}
+    functions = {
+        name: create_function(cloud, f"limits-{name}", source, role)
+        for name, source in (("slow", SLEEPER), ("fast", FAST), ("pool", SLEEPER))
+    }
     lam.put_function_concurrency(FunctionName="limits-slow", ReservedConcurrentExecutions=SLOW_RESERVED)
     api_id = gateway.create_rest_api(name="limits")["id"]
     root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]
     for path, function in (("slow", "slow"), ("fast", "fast"), ("keyed", "fast")):
         resource_id = gateway.create_resource(restApiId=api_id, parentId=root, pathPart=path)["id"]
-        gateway.put_method(restApiId=api_id, resourceId=resource_id, httpMethod="POST", authorizationType="NONE",
-                           apiKeyRequired=path == "keyed")
+        gateway.put_method(
+            restApiId=api_id,
+            resourceId=resource_id,
+            httpMethod="POST",
+            authorizationType="NONE",
+            apiKeyRequired=path == "keyed",
+        )
         uri = f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{functions[function]}/invocations"
-        gateway.put_integration(restApiId=api_id, resourceId=resource_id, httpMethod="POST", type="AWS_PROXY",
-                                integrationHttpMethod="POST", uri=uri)
-        lam.add_permission(FunctionName=f"limits-{function}", StatementId=f"api-{path}", Action="lambda:InvokeFunction",
-                           Principal="apigateway.amazonaws.com",
-                           SourceArn=f"arn:aws:execute-api:{REGION}:{account}:{api_id}/{STAGE}/POST/{path}")
+        gateway.put_integration(
+            restApiId=api_id,
+            resourceId=resource_id,
+            httpMethod="POST",
+            type="AWS_PROXY",
+            integrationHttpMethod="POST",
+            uri=uri,
+        )
+        lam.add_permission(
+            FunctionName=f"limits-{function}",
+            StatementId=f"api-{path}",
+            Action="lambda:InvokeFunction",
+            Principal="apigateway.amazonaws.com",
+            SourceArn=f"arn:aws:execute-api:{REGION}:{account}:{api_id}/{STAGE}/POST/{path}",
+        )
     gateway.create_deployment(restApiId=api_id, stageName=STAGE)
     key = gateway.create_api_key(name="limits-key", enabled=True)
-    plan = gateway.create_usage_plan(name="limits-plan", apiStages=[{"apiId": api_id, "stage": STAGE}],
-                                     throttle={"rateLimit": 100000.0, "burstLimit": 100000})
+    plan = gateway.create_usage_plan(
+        name="limits-plan",
+        apiStages=[{"apiId": api_id, "stage": STAGE}],
+        throttle={"rateLimit": 100000.0, "burstLimit": 100000},
+    )
     gateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
     info = {"id": api_id, "url": f"{cloud.api_url}/{STAGE}", "key": key["value"], "plan": plan["id"]}
     deadline = time.monotonic() + 10
@@ -162,8 +189,10 @@ def read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, float
 
 
 def request_bytes(api, path: str, body: bytes = b"{}", extra: bytes = b"") -> bytes:
-    return (b"POST /%s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
-            % (STAGE.encode(), path.encode(), HOST.encode(), len(body), extra)) + body
+    return (
+        b"POST /%s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%s\r\n"
+        % (STAGE.encode(), path.encode(), HOST.encode(), len(body), extra)
+    ) + body
 
 
 # --------------------------------------------------------------------------- one slow function
@@ -198,8 +227,10 @@ def test_lambda_invoke_past_a_reservation_is_429_rate_exceeded_and_zero_reserved
         time.sleep(0.5)
         with pytest.raises(ClientError) as refused:
             lam.invoke(FunctionName="limits-slow", Payload=b"{}")
-        assert all(json.loads(future.result()["Payload"].read()) == {"statusCode": 200, "body": '{"slept": 2.0}'}
-                   for future in busy)
+        assert all(
+            json.loads(future.result()["Payload"].read()) == {"statusCode": 200, "body": '{"slept": 2.0}'}
+            for future in busy
+        )
     error = refused.value.response
     assert error["Error"] == {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."}
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
@@ -217,8 +248,10 @@ def test_functions_without_a_reservation_share_the_local_accounts_pool(cloud, ap
     lam = client(cloud, "lambda", NO_RETRIES)
     host = cloud._lambdas
     with ThreadPoolExecutor(lambdas.UNRESERVED_CONCURRENCY) as pool:
-        busy = [pool.submit(lam.invoke, FunctionName="limits-pool", Payload=b'{"s": 3}')
-                for _ in range(lambdas.UNRESERVED_CONCURRENCY)]
+        busy = [
+            pool.submit(lam.invoke, FunctionName="limits-pool", Payload=b'{"s": 3}')
+            for _ in range(lambdas.UNRESERVED_CONCURRENCY)
+        ]
         deadline = time.monotonic() + 10
         while host.concurrency.running() < lambdas.UNRESERVED_CONCURRENCY:  # cold starts take a moment
             assert time.monotonic() < deadline, "the pool never filled"
@@ -240,7 +273,9 @@ def test_the_gateway_limits_are_api_gateways_and_ours_where_aws_publishes_none(c
     assert MAX_HEADER_BYTES == 10240 and GATEWAY_LIMITS.request_line_bytes == 10240
     assert GATEWAY_LIMITS.head_bytes == GATEWAY_LIMITS.header_line_bytes == 2 * 10240
     assert GATEWAY_LIMITS.request_line_status == 431
-    assert (GATEWAY_LIMITS.header_seconds, GATEWAY_LIMITS.body_seconds, GATEWAY_LIMITS.keep_alive_seconds) == (30.0,) * 3
+    assert (GATEWAY_LIMITS.header_seconds, GATEWAY_LIMITS.body_seconds, GATEWAY_LIMITS.keep_alive_seconds) == (
+        30.0,
+    ) * 3
     assert CLIENT_TIMEOUT_S == 30.0 and GATEWAY_LIMITS.answer_timeouts
     assert GATEWAY_LIMITS.max_connections == 2048
     served = cloud._gateway
@@ -350,7 +385,7 @@ def test_a_connection_flood_past_the_cap_is_turned_away_and_others_are_served_on
         # The gateway keeps `cap` of them (until their header timeout) and closes the rest at once.
         turned_away = 0
         deadline = time.monotonic() + 10
-        for sock in flood[cap + 10:]:
+        for sock in flood[cap + 10 :]:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 turned_away += sock.recv(1) == b""
@@ -386,7 +421,7 @@ def test_the_right_key_is_found_among_many_and_near_misses_are_forbidden(cloud, 
     chosen = made[123]
     gateway.create_usage_plan_key(usagePlanId=api["plan"], keyId=chosen["id"], keyType="API_KEY")
     try:
-        find = cloud._gateway.app.gateway._find_key
+        find = cloud._gateway.app.gateway.admission.find_key
         assert all(find(key["value"])["id"] == key["id"] for key in made)
         assert find(disabled["value"]) is None
         assert find(chosen["value"][:-1] + ("A" if chosen["value"][-1] != "A" else "B")) is None
@@ -411,6 +446,7 @@ def test_memory_per_request_stays_flat_and_function_logs_are_capped(cloud, api, 
     monkeypatch.setattr(lambdas, "LOG_EVENTS_PER_STREAM", 200)
     me = psutil.Process()
     with httpx.Client(timeout=30) as session:
+
         def burst(count: int) -> None:
             for _ in range(count):
                 assert session.post(f"{api['url']}/fast", json={}).status_code == 201
@@ -422,8 +458,14 @@ def test_memory_per_request_stays_flat_and_function_logs_are_capped(cloud, api, 
     assert grown < 3000 * 512, f"{grown / 3000:.0f} bytes per request"  # each kept its ~1.9 KB of logs before
     logs = client(cloud, "logs")
     streams = logs.describe_log_streams(logGroupName="/aws/lambda/limits-fast")["logStreams"]
-    events = [len(logs.get_log_events(logGroupName="/aws/lambda/limits-fast", logStreamName=stream["logStreamName"],
-                                      limit=10000)["events"]) for stream in streams]
+    events = [
+        len(
+            logs.get_log_events(
+                logGroupName="/aws/lambda/limits-fast", logStreamName=stream["logStreamName"], limit=10000
+            )["events"]
+        )
+        for stream in streams
+    ]
     assert max(events) <= 200 + 4  # the newest only (plus one invocation's lines written past the cap)
 
 
@@ -432,9 +474,21 @@ def test_memory_per_request_stays_flat_and_function_logs_are_capped(cloud, api, 
 
 def start_cloud_process(folder: Path, ports: Ports) -> tuple[subprocess.Popen, dict]:
     state = folder / "local-cloud.json"
-    command = [sys.executable, "-m", "l2c.local", "--control-plane-port", str(ports.control_plane),
-               "--runtime-port", str(ports.runtime), "--api-port", str(ports.api),
-               "--state-file", str(state), "--pace", "0.002"]
+    command = [
+        sys.executable,
+        "-m",
+        "l2c.local",
+        "--control-plane-port",
+        str(ports.control_plane),
+        "--runtime-port",
+        str(ports.runtime),
+        "--api-port",
+        str(ports.api),
+        "--state-file",
+        str(state),
+        "--pace",
+        "0.002",
+    ]
     log = (folder / "cloud.log").open("a")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     deadline = time.monotonic() + 30
@@ -491,8 +545,11 @@ def test_after_kill_9_nothing_is_left_running_and_the_next_start_is_clean(tmp_pa
         assert f"left by a local cloud that did not stop (pid {first.pid})" in log
         assert lambda_folders(first.pid) == []
         assert json.loads(state.read_text())["pid"] == second.pid
-        assert [process for process in psutil.process_iter(["status"]) if process.info["status"] == psutil.STATUS_ZOMBIE
-                and process.ppid() in (os.getpid(), second.pid)] == []
+        assert [
+            process
+            for process in psutil.process_iter(["status"])
+            if process.info["status"] == psutil.STATUS_ZOMBIE and process.ppid() in (os.getpid(), second.pid)
+        ] == []
     finally:
         second.terminate()
         second.wait(20)

@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from l2c.cli import app
-from l2c.cloud import stack
+from l2c.cloud import stack, teardown
 from l2c.cloud.progress import Reporter
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 STACK = "logs-iris"
 REQUEST_ID = re.compile(r"START RequestId: (\S+)")
@@ -31,11 +31,13 @@ REQUEST_ID = re.compile(r"START RequestId: (\S+)")
 def deployed(cloud_session, trained_models):
     deployment = stack.deploy(STACK, trained_models["iris"], session=cloud_session, reporter=Reporter())
     yield deployment
-    stack.destroy(STACK, session=cloud_session, reporter=Reporter())
+    teardown.destroy(STACK, session=cloud_session, reporter=Reporter())
 
 
 def call_api(deployment) -> None:
-    response = httpx.post(deployment.url, json=TUTORIAL_BODIES["iris"], headers={"x-api-key": deployment.api_key}, timeout=60)
+    response = httpx.post(
+        deployment.url, json=TUTORIAL_BODIES["iris"], headers={"x-api-key": deployment.api_key}, timeout=60
+    )
     assert response.status_code == 200, response.text
 
 
@@ -71,8 +73,10 @@ def test_a_group_not_written_yet_is_one_line(deployed):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args, message", [(("iris", "--since", "ten minutes"), "--since takes a duration"),
-                                           (("Not_A_Stack",), "cannot name a stack")])
+@pytest.mark.parametrize(
+    "args, message",
+    [(("iris", "--since", "ten minutes"), "--since takes a duration"), (("Not_A_Stack",), "cannot name a stack")],
+)
 def test_bad_input_is_one_clear_line(args, message):
     result = l2c_logs(*args)
     assert result.exit_code == 1
@@ -84,7 +88,10 @@ def test_follow_prints_calls_made_after_it_started(deployed, local_cloud):
     env = {**os.environ, **local_cloud.env, "COLUMNS": "200"}
     follower = subprocess.Popen(
         [sys.executable, "-m", "l2c.cli", "logs", STACK, "--since", "10m", "--follow"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(follower.stdout), daemon=True)

@@ -17,8 +17,8 @@ import time
 
 import httpx
 
-from l2c.local.cloud import free_ports
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.ports import free_ports
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 START_TIMEOUT_S = 180
 
@@ -29,9 +29,25 @@ def test_up_deploys_both_models_at_once_and_serves_them(trained_models, tmp_path
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "L2C_"))}
     env.update({"L2C_STATE_DIR": str(tmp_path / "state"), "COLUMNS": "220", "PYTHONUNBUFFERED": "1"})
     process = subprocess.Popen(
-        [sys.executable, "-m", "l2c.cli", "up", "--control-plane-port", control_plane, "--runtime-port", runtime,
-         "--api-port", api, "--models-dir", str(models_dir)],
-        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "l2c.cli",
+            "up",
+            "--control-plane-port",
+            control_plane,
+            "--runtime-port",
+            runtime,
+            "--api-port",
+            api,
+            "--models-dir",
+            str(models_dir),
+        ],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
@@ -46,11 +62,17 @@ def test_up_deploys_both_models_at_once_and_serves_them(trained_models, tmp_path
             assert re.search(rf"✓ \[{name}\] endpoint l2c-{name} InService", output), output
             assert re.search(rf"✓ \[{name}\] Lambda function l2c-{name} \(created\)", output), output
         assert re.search(r"✓ \[iris\] POST \S+/irisprediction -> predicted species setosa", output), output
-        assert re.search(r"✓ \[house-price\] POST \S+/housepriceprediction -> predicted median value \d", output), output
+        assert re.search(r"✓ \[house-price\] POST \S+/housepriceprediction -> predicted median value \d", output), (
+            output
+        )
         assert "Traceback" not in output
         key = re.search(r"API key\s+(\S{20,})", output).group(1)
-        reply = httpx.post(f"http://127.0.0.1:{api}/test/irisprediction", json=TUTORIAL_BODIES["iris"],
-                           headers={"x-api-key": key}, timeout=60)
+        reply = httpx.post(
+            f"http://127.0.0.1:{api}/test/irisprediction",
+            json=TUTORIAL_BODIES["iris"],
+            headers={"x-api-key": key},
+            timeout=60,
+        )
         assert reply.status_code == 200 and reply.json()["prediction"] == "setosa"
     finally:
         process.send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from l2c.cloud import inventory, stack
+from l2c.cloud import inventory, plan, stack, teardown
 from l2c.cloud.apigateway import Limits
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, connect
@@ -36,12 +36,12 @@ def cloud_env(local_cloud, tmp_path_factory):
 @pytest.fixture(scope="module")
 def deployed(cloud_env, trained_models):
     def deploy(limits: Limits):
-        options = stack.DeployOptions(limits=limits)
+        options = plan.DeployOptions(limits=limits)
         return stack.deploy(NAME, trained_models["iris"], session=connect(LOCAL), options=options, reporter=Reporter())
 
     deploy.first = deploy(ROOMY)
     yield deploy
-    stack.destroy(NAME, session=connect(LOCAL), reporter=Reporter())
+    teardown.destroy(NAME, session=connect(LOCAL), reporter=Reporter())
     assert inventory.inventory(connect(LOCAL), NAME) == []
 
 
@@ -65,7 +65,9 @@ def test_no_key_or_a_wrong_key_is_403_forbidden_and_logged(cloud_env, deployed):
         response = httpx.post(deployment.url, json=BODY, headers=headers, timeout=30)
         assert response.status_code == 403 and response.json() == {"message": "Forbidden"}
         assert response.headers["x-amzn-ErrorType"] == "ForbiddenException"
-    assert httpx.post(deployment.url, json=BODY, headers={"x-api-key": deployment.api_key}, timeout=30).status_code == 200
+    assert (
+        httpx.post(deployment.url, json=BODY, headers={"x-api-key": deployment.api_key}, timeout=30).status_code == 200
+    )
     assert wait_until_logged(cloud_env, line, before + 3) == before + 3
 
 
@@ -91,12 +93,18 @@ def test_a_body_over_api_gateways_10_mb_is_refused_before_it_is_read_and_logged(
 def test_a_body_over_the_handlers_limit_is_a_400_with_a_message_and_logged(cloud_env, deployed):
     deployment = deployed.first
     rows = "\\n".join(["5.1,3.5,1.4,0.2"] * 80_000)  # ~1.3 MB: under API Gateway's 10 MB, over the handler's 1 MiB
-    response = httpx.post(deployment.url, content=f'{{"data": "{rows}"}}', timeout=60,
-                          headers={"x-api-key": deployment.api_key, "content-type": "application/json"})
+    response = httpx.post(
+        deployment.url,
+        content=f'{{"data": "{rows}"}}',
+        timeout=60,
+        headers={"x-api-key": deployment.api_key, "content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "body_too_large" and response.json()["message"]
     assert wait_until_logged(cloud_env, f"POST {urlsplit(deployment.url).path} -> 400", 1) >= 1
-    events = connect(LOCAL).client("logs").filter_log_events(logGroupName=f"/aws/lambda/{deployment.function}")["events"]
+    events = (
+        connect(LOCAL).client("logs").filter_log_events(logGroupName=f"/aws/lambda/{deployment.function}")["events"]
+    )
     assert any('"error": "body_too_large"' in event["message"] for event in events)
 
 

@@ -22,13 +22,16 @@ from contextlib import contextmanager
 import httpx
 import psutil
 import pytest
+from aws_helpers import own_local_cloud
 
-from l2c.cloud import inventory, stack
+from l2c.cloud import inventory, plan, stack, teardown
 from l2c.cloud.apigateway import Limits
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, connect
-from aws_helpers import own_local_cloud
 from l2c.local.cloud import HOST
+
+# A cloud of its own (own_local_cloud), never the session's (tests/integration/conftest.py).
+pytestmark = pytest.mark.own_cloud
 
 BODY = {"data": "5.1,3.5,1.4,0.2"}
 
@@ -50,13 +53,13 @@ def session(cloud):
 @pytest.fixture
 def deployed(cloud, session, trained_models):
     # A plan wide enough that the load loops below are never throttled (throttling: test_reliability_abuse).
-    options = stack.DeployOptions(limits=Limits(rate_limit=1000.0, burst_limit=1000, quota_limit=1_000_000))
+    options = plan.DeployOptions(limits=Limits(rate_limit=1000.0, burst_limit=1000, quota_limit=1_000_000))
     deployment = stack.deploy("iris", trained_models["iris"], session=session, options=options, reporter=Reporter())
     # A fresh key is refused for a few (paced) seconds, as on AWS: faults are injected only once it works.
     wait_for(lambda: post(deployment).status_code == 200, 30, "the fresh deploy answers")
     yield deployment
     resume_stopped_workers()
-    stack.destroy(everything=True, session=connect(LOCAL), reporter=Reporter())
+    teardown.destroy(everything=True, session=connect(LOCAL), reporter=Reporter())
     assert inventory.inventory(connect(LOCAL)) == []
 
 
@@ -142,7 +145,7 @@ class Load:
     def count(self, status: int) -> int:
         return sum(1 for code, _ in self.answers if code == status)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         self._thread.start()
         return self
 
@@ -166,7 +169,7 @@ def test_the_api_answers_503_json_while_the_runtime_is_down_and_recovers_when_it
             assert body["error"] == "endpoint_unreachable" and "retry" in body["message"] and body["requestId"]
     # Once back, it stays back: nothing but answers after the first one.
     after = [code for code, _ in load.answers[recovered_from:]]
-    assert after[after.index(200):] == [200] * len(after[after.index(200):])
+    assert after[after.index(200) :] == [200] * len(after[after.index(200) :])
     assert '"error": "endpoint_unreachable"' in function_log(session, deployed.function)
 
 
@@ -213,8 +216,10 @@ def test_a_corrupted_then_deleted_artifact_is_a_clear_model_error_and_nothing_cr
             runtime.invoke_endpoint(EndpointName=deployed.endpoint, ContentType="text/csv", Body="5.1,3.5,1.4,0.2")
         return raised.value.response
 
-    for break_it in (lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"not a tarball"),
-                     lambda: s3.delete_object(Bucket=bucket, Key=key)):
+    for break_it in (
+        lambda: s3.put_object(Bucket=bucket, Key=key, Body=b"not a tarball"),
+        lambda: s3.delete_object(Bucket=bucket, Key=key),
+    ):
         break_it()
         error = model_error()
         assert error["OriginalStatusCode"] == 500 and error["OriginalMessage"].startswith("Unable to load model: ")
@@ -244,7 +249,7 @@ def test_a_client_that_stalls_mid_body_is_cut_off_with_a_408_and_others_are_serv
     with socket.create_connection((HOST, cloud.ports.api), timeout=10) as stalled:
         stalled.sendall(
             f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-            f"x-api-key: {deployed.api_key}\r\nContent-Length: 1000\r\n\r\n{{\"data\": ".encode()
+            f'x-api-key: {deployed.api_key}\r\nContent-Length: 1000\r\n\r\n{{"data": '.encode()
         )
         started = time.monotonic()
         assert post(deployed).status_code == 200  # the stalled client holds up no one

@@ -22,15 +22,18 @@ import time
 import httpx
 import psutil
 import pytest
+from aws_helpers import own_local_cloud
 
-from l2c.cloud import inventory, stack
+from l2c.cloud import inventory, plan, stack, teardown
 from l2c.cloud.apigateway import Limits
 from l2c.cloud.progress import Reporter
 from l2c.cloud.session import LOCAL, connect
-from aws_helpers import own_local_cloud
 from l2c.local.cloud import HOST
-from l2c.local.demo import TUTORIAL_BODIES
 from l2c.local.runtime_supervisor import FIRST_DELAY_S, MAX_DELAY_S
+from l2c.local.tutorial import TUTORIAL_BODIES
+
+# A cloud of its own (own_local_cloud), never the session's (tests/integration/conftest.py).
+pytestmark = pytest.mark.own_cloud
 
 BACK_WITHIN_S = 20.0  # the longest backoff (5 s) plus a runtime's start (~2 s here), with room
 
@@ -44,7 +47,7 @@ def cloud(tmp_path_factory):
 @pytest.fixture(scope="module")
 def deployed(cloud, trained_models):
     session = connect(LOCAL)
-    options = stack.DeployOptions(limits=Limits(rate_limit=1000.0, burst_limit=1000, quota_limit=1_000_000))
+    options = plan.DeployOptions(limits=Limits(rate_limit=1000.0, burst_limit=1000, quota_limit=1_000_000))
     deployments = {
         name: stack.deploy(name, trained_models[name], session=session, options=options, reporter=Reporter())
         for name in ("iris", "house-price")
@@ -53,7 +56,7 @@ def deployed(cloud, trained_models):
     for name, deployment in deployments.items():
         wait_for(lambda: post(name, deployment).status_code == 200, 30, f"the fresh {name} deploy answers")
     yield deployments
-    stack.destroy(everything=True, session=connect(LOCAL), reporter=Reporter())
+    teardown.destroy(everything=True, session=connect(LOCAL), reporter=Reporter())
     assert inventory.inventory(connect(LOCAL)) == []
 
 
@@ -64,7 +67,9 @@ def predictions(deployed):
 
 
 def post(name: str, deployment, timeout: float = 30) -> httpx.Response:
-    return httpx.post(deployment.url, json=TUTORIAL_BODIES[name], headers={"x-api-key": deployment.api_key}, timeout=timeout)
+    return httpx.post(
+        deployment.url, json=TUTORIAL_BODIES[name], headers={"x-api-key": deployment.api_key}, timeout=timeout
+    )
 
 
 def answer_of(name: str, deployment) -> dict:
@@ -167,7 +172,9 @@ def test_a_killed_runtime_is_back_soon_and_every_stack_answers_as_before(cloud, 
     assert [process.pid for process in runtime_processes()] == [after["pid"]]
     for name, deployment in deployed.items():
         assert answer_of(name, deployment) == predictions[name]
-    crashes = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "inference runtime" in r.getMessage()]
+    crashes = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "inference runtime" in r.getMessage()
+    ]
     assert len(crashes) == 1 and reason in crashes[0] and str(before["pid"]) in crashes[0], crashes
     assert any("inference runtime is back" in r.getMessage() for r in caplog.records)
     shown = l2c_status()
@@ -185,7 +192,11 @@ def test_a_restart_that_finds_the_port_taken_tries_again_until_it_is_free(cloud,
         wait_for(lambda: report(cloud)["crashes"] == before["crashes"] + 1, 10, "the crash is noticed")
         squatter.bind((HOST, cloud.ports.runtime))  # before the new process gets there (its imports take seconds)
         squatter.listen()
-        wait_for(lambda: report(cloud)["crashes"] >= before["crashes"] + 2, BACK_WITHIN_S, "a start that finds the port taken")
+        wait_for(
+            lambda: report(cloud)["crashes"] >= before["crashes"] + 2,
+            BACK_WITHIN_S,
+            "a start that finds the port taken",
+        )
     finally:
         squatter.close()
     after = running(cloud)

@@ -11,9 +11,8 @@ import time
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
-
 from aws_helpers import LAMBDA_TRUST, error_of, unique, zipped
+from botocore.exceptions import ClientError
 
 from l2c.cloud.retries import retry, retry_while_role_propagates, role_not_ready
 
@@ -35,20 +34,38 @@ def gateway(cloud_session):
     return cloud_session.client("apigateway")
 
 
-def add_mock_method(gateway, api_id, resource_id, verb, *, template='{"statusCode": 200}', responses=None,
-                    key_required=False):
+def add_mock_method(
+    gateway, api_id, resource_id, verb, *, template='{"statusCode": 200}', responses=None, key_required=False
+):
     """A MOCK method; ``responses`` maps status -> (selectionPattern, responseParameters, responseTemplates)."""
-    gateway.put_method(restApiId=api_id, resourceId=resource_id, httpMethod=verb, authorizationType="NONE",
-                       apiKeyRequired=key_required)
-    gateway.put_integration(restApiId=api_id, resourceId=resource_id, httpMethod=verb, type="MOCK",
-                            requestTemplates={"application/json": template})
+    gateway.put_method(
+        restApiId=api_id, resourceId=resource_id, httpMethod=verb, authorizationType="NONE", apiKeyRequired=key_required
+    )
+    gateway.put_integration(
+        restApiId=api_id,
+        resourceId=resource_id,
+        httpMethod=verb,
+        type="MOCK",
+        requestTemplates={"application/json": template},
+    )
     for status, (pattern, parameters, templates) in (responses or {}).items():
-        gateway.put_method_response(restApiId=api_id, resourceId=resource_id, httpMethod=verb, statusCode=status,
-                                    responseParameters={name: False for name in parameters})
+        gateway.put_method_response(
+            restApiId=api_id,
+            resourceId=resource_id,
+            httpMethod=verb,
+            statusCode=status,
+            responseParameters={name: False for name in parameters},
+        )
         extra = {"selectionPattern": pattern} if pattern else {}
-        gateway.put_integration_response(restApiId=api_id, resourceId=resource_id, httpMethod=verb,
-                                         statusCode=status, responseParameters=parameters,
-                                         responseTemplates=templates, **extra)
+        gateway.put_integration_response(
+            restApiId=api_id,
+            resourceId=resource_id,
+            httpMethod=verb,
+            statusCode=status,
+            responseParameters=parameters,
+            responseTemplates=templates,
+            **extra,
+        )
 
 
 def make_api(gateway, with_cors: bool) -> dict:
@@ -58,17 +75,40 @@ def make_api(gateway, with_cors: bool) -> dict:
     for path in ("hello", "status", "keyed", "nodefault"):
         resources[path] = gateway.create_resource(restApiId=api_id, parentId=root, pathPart=path)["id"]
     origin = {"method.response.header.Access-Control-Allow-Origin": "'*'"}
-    add_mock_method(gateway, api_id, resources["hello"], "GET",
-                    responses={"200": (None, origin, {"application/json": '{"hello": "world"}'})})
+    add_mock_method(
+        gateway,
+        api_id,
+        resources["hello"],
+        "GET",
+        responses={"200": (None, origin, {"application/json": '{"hello": "world"}'})},
+    )
     if with_cors:  # what the console's "Enable CORS" makes
-        add_mock_method(gateway, api_id, resources["hello"], "OPTIONS",
-                        responses={"200": (None, CORS_HEADERS, {"application/json": ""})})
-    add_mock_method(gateway, api_id, resources["status"], "GET", template='{"statusCode": 404}', responses={
-        "200": (None, {}, {"application/json": '{"found": true}'}),
-        "404": ("404", {}, {"application/json": '{"found": false}'}),
-    })
-    add_mock_method(gateway, api_id, resources["keyed"], "GET", key_required=True,
-                    responses={"200": (None, {}, {"application/json": '{"keyed": true}'})})
+        add_mock_method(
+            gateway,
+            api_id,
+            resources["hello"],
+            "OPTIONS",
+            responses={"200": (None, CORS_HEADERS, {"application/json": ""})},
+        )
+    add_mock_method(
+        gateway,
+        api_id,
+        resources["status"],
+        "GET",
+        template='{"statusCode": 404}',
+        responses={
+            "200": (None, {}, {"application/json": '{"found": true}'}),
+            "404": ("404", {}, {"application/json": '{"found": false}'}),
+        },
+    )
+    add_mock_method(
+        gateway,
+        api_id,
+        resources["keyed"],
+        "GET",
+        key_required=True,
+        responses={"200": (None, {}, {"application/json": '{"keyed": true}'})},
+    )
     add_mock_method(gateway, api_id, resources["nodefault"], "GET", template='{"statusCode": 200}')
     gateway.create_deployment(restApiId=api_id, stageName=STAGE)
     return {"id": api_id, "resources": resources}
@@ -98,8 +138,9 @@ def usage_plans(gateway):
     made = []
 
     def make(api_id: str, **limits) -> dict:
-        plan = gateway.create_usage_plan(name=unique("rules-plan"), apiStages=[{"apiId": api_id, "stage": STAGE}],
-                                         **limits)
+        plan = gateway.create_usage_plan(
+            name=unique("rules-plan"), apiStages=[{"apiId": api_id, "stage": STAGE}], **limits
+        )
         made.append(plan["id"])
         return plan
 
@@ -107,8 +148,10 @@ def usage_plans(gateway):
     for plan_id in made:
         plan = gateway.get_usage_plan(usagePlanId=plan_id)
         for stage in plan.get("apiStages", []):
-            gateway.update_usage_plan(usagePlanId=plan_id, patchOperations=[
-                {"op": "remove", "path": "/apiStages", "value": f"{stage['apiId']}:{stage['stage']}"}])
+            gateway.update_usage_plan(
+                usagePlanId=plan_id,
+                patchOperations=[{"op": "remove", "path": "/apiStages", "value": f"{stage['apiId']}:{stage['stage']}"}],
+            )
         for key in gateway.get_usage_plan_keys(usagePlanId=plan_id)["items"]:
             gateway.delete_usage_plan_key(usagePlanId=plan_id, keyId=key["id"])
             gateway.delete_api_key(apiKey=key["id"])
@@ -129,12 +172,15 @@ def test_a_usage_plan_with_api_stages_cannot_be_deleted_until_they_are_removed(g
     with pytest.raises(ClientError) as refused:
         gateway.delete_usage_plan(usagePlanId=plan["id"])
     assert error_of(refused) == (
-        "BadRequestException", 400,
+        "BadRequestException",
+        400,
         f"Cannot delete Usage Plan {plan['id']} because there are API Stages associated with it, including "
         f"{plain_api['id']}:{STAGE}",
     )
-    gateway.update_usage_plan(usagePlanId=plan["id"], patchOperations=[
-        {"op": "remove", "path": "/apiStages", "value": f"{plain_api['id']}:{STAGE}"}])
+    gateway.update_usage_plan(
+        usagePlanId=plan["id"],
+        patchOperations=[{"op": "remove", "path": "/apiStages", "value": f"{plain_api['id']}:{STAGE}"}],
+    )
     gateway.delete_usage_plan(usagePlanId=plan["id"])
     assert plan["id"] not in {item["id"] for item in gateway.get_usage_plans()["items"]}
 
@@ -150,16 +196,20 @@ def assert_too_many_requests(call) -> list:
             accepted.append(call())
         except ClientError as err:
             response = err.response
-            assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"],
-                    response["Error"]["Message"]) == ("TooManyRequestsException", 429, "Too Many Requests")
+            assert (
+                response["Error"]["Code"],
+                response["ResponseMetadata"]["HTTPStatusCode"],
+                response["Error"]["Message"],
+            ) == ("TooManyRequestsException", 429, "Too Many Requests")
             assert int(response["ResponseMetadata"]["HTTPHeaders"]["retry-after"]) >= 1
             assert len(accepted) <= 2
             return accepted
     pytest.fail("three calls in a row were all accepted")
 
 
-def test_control_plane_calls_past_their_rate_quota_are_too_many_requests(cloud_session, gateway, plain_api,
-                                                                          usage_plans, paced, local_cloud):
+def test_control_plane_calls_past_their_rate_quota_are_too_many_requests(
+    cloud_session, gateway, plain_api, usage_plans, paced, local_cloud
+):
     suite_pace = httpx.get(f"{local_cloud.env['AWS_ENDPOINT_URL']}/_l2c/pace").json()["pace"]
     once = cloud_session.client("apigateway", attempts=1)  # no retries: see the refusal itself
     spare = [gateway.create_rest_api(name=unique("rules-rate"))["id"] for _ in range(3)]
@@ -224,16 +274,23 @@ def shaped_api(gateway):
     """An API whose own errors are reshaped: DEFAULT_4XX adds CORS, INVALID_API_KEY and QUOTA_EXCEEDED
     have their own status and templates."""
     api = make_api(gateway, with_cors=False)
-    gateway.put_gateway_response(restApiId=api["id"], responseType="DEFAULT_4XX",
-                                 responseParameters={"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"})
     gateway.put_gateway_response(
-        restApiId=api["id"], responseType="INVALID_API_KEY", statusCode="401",
-        responseParameters={"gatewayresponse.header.WWW-Authenticate": "'ApiKey'"},
-        responseTemplates={"application/json": '{"error": $context.error.messageString, '
-                                               '"type": "$context.error.responseType"}'},
+        restApiId=api["id"],
+        responseType="DEFAULT_4XX",
+        responseParameters={"gatewayresponse.header.Access-Control-Allow-Origin": "'*'"},
     )
     gateway.put_gateway_response(
-        restApiId=api["id"], responseType="QUOTA_EXCEEDED",
+        restApiId=api["id"],
+        responseType="INVALID_API_KEY",
+        statusCode="401",
+        responseParameters={"gatewayresponse.header.WWW-Authenticate": "'ApiKey'"},
+        responseTemplates={
+            "application/json": '{"error": $context.error.messageString, "type": "$context.error.responseType"}'
+        },
+    )
+    gateway.put_gateway_response(
+        restApiId=api["id"],
+        responseType="QUOTA_EXCEEDED",
         responseTemplates={"application/json": '{"quota": $context.error.messageString}'},
     )
     yield api
@@ -299,9 +356,16 @@ def proxy_api(gateway, cloud_session):
     role_name = unique("rules-apigw-role")
     role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST))["Role"]["Arn"]
     function = unique("rules-apigw-echo")
-    arn = retry_while_role_propagates(lambda: lam.create_function(
-        FunctionName=function, Runtime="python3.13", Role=role, Handler="app.handler",
-        Code={"ZipFile": zipped(ECHO)}), cloud_session)["FunctionArn"]
+    arn = retry_while_role_propagates(
+        lambda: lam.create_function(
+            FunctionName=function,
+            Runtime="python3.13",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": zipped(ECHO)},
+        ),
+        cloud_session,
+    )["FunctionArn"]
     lam.get_waiter("function_active_v2").wait(FunctionName=function, WaiterConfig={"Delay": 0.05})
     api_id = gateway.create_rest_api(name=unique("rules-proxy"))["id"]
     root = gateway.get_resources(restApiId=api_id)["items"][0]["id"]
@@ -310,12 +374,20 @@ def proxy_api(gateway, cloud_session):
         resource = resources[path] = gateway.create_resource(restApiId=api_id, parentId=root, pathPart=path)["id"]
         gateway.put_method(restApiId=api_id, resourceId=resource, httpMethod="POST", authorizationType="NONE")
         gateway.put_integration(
-            restApiId=api_id, resourceId=resource, httpMethod="POST", type="AWS_PROXY", integrationHttpMethod="POST",
+            restApiId=api_id,
+            resourceId=resource,
+            httpMethod="POST",
+            type="AWS_PROXY",
+            integrationHttpMethod="POST",
             uri=f"arn:aws:apigateway:{cloud_session.region}:lambda:path/2015-03-31/functions/{arn}/invocations",
         )
-        lam.add_permission(FunctionName=function, StatementId=f"api-{path}", Action="lambda:InvokeFunction",
-                           Principal="apigateway.amazonaws.com",
-                           SourceArn=cloud_session.arn("execute-api", f"{api_id}/{stage}/POST/{path}"))
+        lam.add_permission(
+            FunctionName=function,
+            StatementId=f"api-{path}",
+            Action="lambda:InvokeFunction",
+            Principal="apigateway.amazonaws.com",
+            SourceArn=cloud_session.arn("execute-api", f"{api_id}/{stage}/POST/{path}"),
+        )
     gateway.create_deployment(restApiId=api_id, stageName=STAGE)
     yield {"id": api_id, "resources": resources, "role": role, "root": root, "code": zipped(ECHO)}
     gateway.delete_rest_api(restApiId=api_id)
@@ -324,8 +396,12 @@ def proxy_api(gateway, cloud_session):
 
 
 def test_test_invoke_method_runs_a_mock_and_returns_api_gateways_log(gateway, plain_api):
-    answer = gateway.test_invoke_method(restApiId=plain_api["id"], resourceId=plain_api["resources"]["hello"],
-                                        httpMethod="GET", pathWithQueryString="/hello")
+    answer = gateway.test_invoke_method(
+        restApiId=plain_api["id"],
+        resourceId=plain_api["resources"]["hello"],
+        httpMethod="GET",
+        pathWithQueryString="/hello",
+    )
     assert answer["status"] == 200 and json.loads(answer["body"]) == {"hello": "world"}
     assert answer["headers"]["Access-Control-Allow-Origin"] == "*"
     assert answer["multiValueHeaders"]["Access-Control-Allow-Origin"] == ["*"]
@@ -338,8 +414,12 @@ def test_test_invoke_method_runs_a_mock_and_returns_api_gateways_log(gateway, pl
 
 def test_test_invoke_method_runs_the_lambda_proxy_without_key_or_stage(gateway, proxy_api):
     answer = gateway.test_invoke_method(
-        restApiId=proxy_api["id"], resourceId=proxy_api["resources"]["echo"], httpMethod="POST",
-        pathWithQueryString="/echo?q=1", body='{"data": "5.1,3.5,1.4,0.2"}', headers={"Content-Type": "application/json"},
+        restApiId=proxy_api["id"],
+        resourceId=proxy_api["resources"]["echo"],
+        httpMethod="POST",
+        pathWithQueryString="/echo?q=1",
+        body='{"data": "5.1,3.5,1.4,0.2"}',
+        headers={"Content-Type": "application/json"},
     )
     assert answer["status"] == 201 and answer["headers"]["X-Echo"] == "yes"
     event = json.loads(answer["body"])
@@ -350,8 +430,9 @@ def test_test_invoke_method_runs_the_lambda_proxy_without_key_or_stage(gateway, 
 
 
 def test_test_invoke_method_is_refused_by_a_permission_for_another_stage(gateway, proxy_api):
-    answer = gateway.test_invoke_method(restApiId=proxy_api["id"], resourceId=proxy_api["resources"]["stageonly"],
-                                        httpMethod="POST", body="{}")
+    answer = gateway.test_invoke_method(
+        restApiId=proxy_api["id"], resourceId=proxy_api["resources"]["stageonly"], httpMethod="POST", body="{}"
+    )
     assert answer["status"] == 500 and json.loads(answer["body"]) == {"message": "Internal server error"}
     assert "Execution failed due to configuration error: Invalid permissions on Lambda function" in answer["log"]
 
@@ -361,8 +442,9 @@ def test_test_invoke_method_on_an_unknown_resource_or_method_is_not_found(gatewa
         gateway.test_invoke_method(restApiId=plain_api["id"], resourceId="nosuch", httpMethod="GET")
     assert error_of(refused) == ("NotFoundException", 404, "Invalid Resource identifier specified")
     with pytest.raises(ClientError) as refused:
-        gateway.test_invoke_method(restApiId=plain_api["id"], resourceId=plain_api["resources"]["hello"],
-                                   httpMethod="DELETE")
+        gateway.test_invoke_method(
+            restApiId=plain_api["id"], resourceId=plain_api["resources"]["hello"], httpMethod="DELETE"
+        )
     assert error_of(refused) == ("NotFoundException", 404, "Invalid Method identifier specified")
 
 
@@ -373,17 +455,35 @@ def test_a_function_still_pending_is_not_invoked_by_the_gateway(gateway, proxy_a
     resource = gateway.create_resource(restApiId=proxy_api["id"], parentId=proxy_api["root"], pathPart="pending")["id"]
     gateway.put_method(restApiId=proxy_api["id"], resourceId=resource, httpMethod="POST", authorizationType="NONE")
     gateway.put_integration(
-        restApiId=proxy_api["id"], resourceId=resource, httpMethod="POST", type="AWS_PROXY", integrationHttpMethod="POST",
+        restApiId=proxy_api["id"],
+        resourceId=resource,
+        httpMethod="POST",
+        type="AWS_PROXY",
+        integrationHttpMethod="POST",
         uri=f"arn:aws:apigateway:{cloud_session.region}:lambda:path/2015-03-31/functions/{arn}/invocations",
     )
     paced(0.2)  # Pending for 5 AWS seconds, here 1 s (the role needs 2 s, hence the retries)
-    retry(lambda: lam.create_function(FunctionName=function, Runtime="python3.13", Role=proxy_api["role"],
-                                      Handler="app.handler", Code={"ZipFile": proxy_api["code"]}),
-          role_not_ready, budget_s=5, first_delay_s=0.2, max_delay_s=0.2)
+    retry(
+        lambda: lam.create_function(
+            FunctionName=function,
+            Runtime="python3.13",
+            Role=proxy_api["role"],
+            Handler="app.handler",
+            Code={"ZipFile": proxy_api["code"]},
+        ),
+        role_not_ready,
+        budget_s=5,
+        first_delay_s=0.2,
+        max_delay_s=0.2,
+    )
     try:
-        lam.add_permission(FunctionName=function, StatementId="api-pending", Action="lambda:InvokeFunction",
-                           Principal="apigateway.amazonaws.com",
-                           SourceArn=cloud_session.arn("execute-api", f"{proxy_api['id']}/*/POST/pending"))
+        lam.add_permission(
+            FunctionName=function,
+            StatementId="api-pending",
+            Action="lambda:InvokeFunction",
+            Principal="apigateway.amazonaws.com",
+            SourceArn=cloud_session.arn("execute-api", f"{proxy_api['id']}/*/POST/pending"),
+        )
         early = gateway.test_invoke_method(restApiId=proxy_api["id"], resourceId=resource, httpMethod="POST", body="{}")
         assert early["status"] == 500 and "Pending" in early["log"]
         lam.get_waiter("function_active_v2").wait(FunctionName=function, WaiterConfig={"Delay": 0.1})

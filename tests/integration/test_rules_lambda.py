@@ -11,9 +11,8 @@ import json
 import time
 
 import pytest
-from botocore.exceptions import ClientError
-
 from aws_helpers import LAMBDA_TRUST, SAGEMAKER_TRUST, error_of, unique, zipped
+from botocore.exceptions import ClientError
 
 from l2c.cloud.retries import retry, retry_while_role_propagates, role_not_ready
 
@@ -58,8 +57,12 @@ def function(lam, role, cloud_session):
     name = unique("rules-fn")
     created = retry_while_role_propagates(
         lambda: lam.create_function(
-            FunctionName=name, Runtime="python3.13", Role=role["arn"], Handler="app.handler",
-            Code={"ZipFile": zipped(HANDLER)}, Timeout=1,
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role["arn"],
+            Handler="app.handler",
+            Code={"ZipFile": zipped(HANDLER)},
+            Timeout=1,
         ),
         cloud_session,
     )
@@ -84,12 +87,22 @@ def test_a_role_created_seconds_ago_cannot_be_assumed_by_lambda_yet(lam, cloud_s
     function = unique("young-fn")
     try:
         with pytest.raises(ClientError) as refused:
-            lam.create_function(FunctionName=function, Runtime="python3.13", Role=arn, Handler="app.handler",
-                                Code={"ZipFile": zipped(HANDLER)})
+            lam.create_function(
+                FunctionName=function,
+                Runtime="python3.13",
+                Role=arn,
+                Handler="app.handler",
+                Code={"ZipFile": zipped(HANDLER)},
+            )
         assert error_of(refused) == ("InvalidParameterValueException", 400, CANNOT_ASSUME)
         time.sleep(1.1)
-        created = lam.create_function(FunctionName=function, Runtime="python3.13", Role=arn, Handler="app.handler",
-                                      Code={"ZipFile": zipped(HANDLER)})
+        created = lam.create_function(
+            FunctionName=function,
+            Runtime="python3.13",
+            Role=arn,
+            Handler="app.handler",
+            Code={"ZipFile": zipped(HANDLER)},
+        )
         assert created["State"] == "Pending"
     finally:
         try:
@@ -110,8 +123,13 @@ def test_a_role_lambda_may_not_assume_is_refused(lam, cloud_session, trust):
     time.sleep(0.1)  # older than the suite's propagation delay: only the trust (or absence) refuses it
     try:
         with pytest.raises(ClientError) as refused:
-            lam.create_function(FunctionName=unique("untrusted"), Runtime="python3.13", Role=arn,
-                                Handler="app.handler", Code={"ZipFile": zipped(HANDLER)})
+            lam.create_function(
+                FunctionName=unique("untrusted"),
+                Runtime="python3.13",
+                Role=arn,
+                Handler="app.handler",
+                Code={"ZipFile": zipped(HANDLER)},
+            )
         assert error_of(refused) == ("InvalidParameterValueException", 400, CANNOT_ASSUME)
     finally:
         if trust == "sagemaker":
@@ -125,18 +143,30 @@ def test_a_new_function_is_pending_then_active_and_the_waiter_really_waits(lam, 
     paced(0.2)  # Pending for 5 AWS seconds, here 1 s (and the role needs 10 AWS seconds, 2 s, to propagate)
     name = unique("pending-fn")
     created = retry(
-        lambda: lam.create_function(FunctionName=name, Runtime="python3.13", Role=role["arn"], Handler="app.handler",
-                                    Code={"ZipFile": zipped(HANDLER)}),
-        role_not_ready, budget_s=5, first_delay_s=0.2, max_delay_s=0.2,
+        lambda: lam.create_function(
+            FunctionName=name,
+            Runtime="python3.13",
+            Role=role["arn"],
+            Handler="app.handler",
+            Code={"ZipFile": zipped(HANDLER)},
+        ),
+        role_not_ready,
+        budget_s=5,
+        first_delay_s=0.2,
+        max_delay_s=0.2,
     )
     try:
         assert (created["State"], created["StateReason"], created["StateReasonCode"]) == (
-            "Pending", "The function is being created.", "Creating")
+            "Pending",
+            "The function is being created.",
+            "Creating",
+        )
         assert lam.get_function(FunctionName=name)["Configuration"]["State"] == "Pending"
         with pytest.raises(ClientError) as refused:
             lam.invoke(FunctionName=name, Payload=b"{}")
         assert error_of(refused) == (
-            "ResourceConflictException", 409,
+            "ResourceConflictException",
+            409,
             "The operation cannot be performed at this time. The function is currently in the following state: Pending",
         )
         with pytest.raises(ClientError) as refused:
@@ -160,7 +190,8 @@ def test_an_update_while_one_is_in_progress_is_a_conflict_until_it_succeeds(lam,
     with pytest.raises(ClientError) as refused:
         lam.update_function_code(FunctionName=function["name"], ZipFile=zipped(HANDLER + "\n# v2\n"))
     assert error_of(refused) == (
-        "ResourceConflictException", 409,
+        "ResourceConflictException",
+        409,
         f"The operation cannot be performed at this time. An update is in progress for resource: {function['arn']}",
     )
     started = time.monotonic()
@@ -182,7 +213,8 @@ def test_environment_variables_over_4_kb_are_refused_with_the_string_measured(la
         f"provided exceeded the 4KB limit. String measured: {json.dumps(variables, separators=(',', ':'))}"
     )
     assert "BIG" not in (lam.get_function_configuration(FunctionName=function["name"]).get("Environment") or {}).get(
-        "Variables", {})
+        "Variables", {}
+    )
 
 
 # --------------------------------------------------------------------------- Invoke
@@ -198,8 +230,11 @@ def test_invoke_returns_the_handlers_result_and_the_executed_version(lam, functi
 @pytest.mark.parametrize("form", ["arn", "partial-arn", "qualified-arn"])
 def test_a_function_is_found_by_its_arn_or_partial_arn(lam, function, form):
     account, name = function["arn"].split(":")[4], function["name"]
-    value = {"arn": function["arn"], "partial-arn": f"{account}:function:{name}",
-             "qualified-arn": f"{function['arn']}:$LATEST"}[form]
+    value = {
+        "arn": function["arn"],
+        "partial-arn": f"{account}:function:{name}",
+        "qualified-arn": f"{function['arn']}:$LATEST",
+    }[form]
     answer = lam.invoke(FunctionName=value, Payload=b'{"b": 2}')
     assert json.loads(answer["Payload"].read())["got"] == {"b": 2}
 
@@ -208,7 +243,7 @@ def test_a_handler_exception_is_a_200_with_unhandled_and_lambdas_error_object(la
     answer, payload = invoke(lam, function, {"raise": "no good"})
     assert answer["StatusCode"] == 200 and answer["FunctionError"] == "Unhandled"
     assert payload["errorType"] == "ValueError" and payload["errorMessage"] == "no good"
-    assert isinstance(payload["stackTrace"], list) and 'in handler' in payload["stackTrace"][-1]
+    assert isinstance(payload["stackTrace"], list) and "in handler" in payload["stackTrace"][-1]
 
 
 def test_a_function_past_its_timeout_is_an_unhandled_error(lam, function):
@@ -238,8 +273,9 @@ def test_log_type_tail_returns_the_last_4_kb_of_the_invocations_log(lam, functio
 
 def test_event_invocations_answer_202_and_run_in_the_background(lam, function, cloud_session):
     marker = unique("event-marker")
-    answer = lam.invoke(FunctionName=function["name"], InvocationType="Event",
-                        Payload=json.dumps({"print": marker}).encode())
+    answer = lam.invoke(
+        FunctionName=function["name"], InvocationType="Event", Payload=json.dumps({"print": marker}).encode()
+    )
     assert answer["StatusCode"] == 202 and answer["Payload"].read() == b""
     logs = cloud_session.client("logs")
     deadline = time.monotonic() + 10
@@ -268,7 +304,8 @@ def test_a_payload_over_6_mb_is_request_entity_too_large(lam, function):
     with pytest.raises(ClientError) as refused:
         lam.invoke(FunctionName=function["name"], Payload=b'"' + b"x" * (6 * 1024 * 1024) + b'"')
     assert error_of(refused) == (
-        "RequestEntityTooLargeException", 413,
+        "RequestEntityTooLargeException",
+        413,
         "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
     )
 

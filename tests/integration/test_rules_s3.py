@@ -26,13 +26,18 @@ def s3_client(credentials: dict, region: str = "us-east-1"):
 
 @pytest.fixture(scope="module")
 def ours(local_cloud) -> dict:
-    return {"aws_access_key_id": local_cloud.env["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": local_cloud.env["AWS_SECRET_ACCESS_KEY"]}
+    return {
+        "aws_access_key_id": local_cloud.env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": local_cloud.env["AWS_SECRET_ACCESS_KEY"],
+    }
 
 
 @pytest.fixture(scope="module")
 def theirs(local_cloud, ours) -> dict:
     sts = boto3.client("sts", region_name="us-east-1", endpoint_url=local_cloud.env["AWS_ENDPOINT_URL"], **ours)
-    granted = sts.assume_role(RoleArn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/l2c-test-other-account", RoleSessionName="rules-s3")
+    granted = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{OTHER_ACCOUNT}:role/l2c-test-other-account", RoleSessionName="rules-s3"
+    )
     credentials = {
         "aws_access_key_id": granted["Credentials"]["AccessKeyId"],
         "aws_secret_access_key": granted["Credentials"]["SecretAccessKey"],
@@ -74,7 +79,9 @@ def test_a_bucket_name_another_account_owns_is_refused(local_cloud, ours, theirs
         # Another region is the same namespace.
         elsewhere = s3_client(theirs, "eu-west-1")
         code, status, _ = refusal(
-            lambda: elsewhere.create_bucket(Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+            lambda: elsewhere.create_bucket(
+                Bucket=bucket_name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
+            )
         )
         assert (code, status) == ("BucketAlreadyExists", 409)
         assert bucket_name not in {bucket["Name"] for bucket in s3_client(theirs).list_buckets()["Buckets"]}
@@ -191,7 +198,17 @@ def test_a_virtual_hosted_request_is_not_taken_for_create_bucket():
     from l2c.local.rules import Call
     from l2c.local.rules.s3 import addressed_by_host, bucket_names_are_global
 
-    virtual = Call("s3", "CreateBucket", {"Bucket": "key"}, "us-east-1", "123456789012", "testing", {"host": "my-bucket.s3.amazonaws.com"})
-    path_style = Call("s3", "CreateBucket", {"Bucket": "b"}, "us-east-1", "123456789012", "testing", {"host": "127.0.0.1:4566"})
+    virtual = Call(
+        "s3",
+        "CreateBucket",
+        {"Bucket": "key"},
+        "us-east-1",
+        "123456789012",
+        "testing",
+        {"host": "my-bucket.s3.amazonaws.com"},
+    )
+    path_style = Call(
+        "s3", "CreateBucket", {"Bucket": "b"}, "us-east-1", "123456789012", "testing", {"host": "127.0.0.1:4566"}
+    )
     assert addressed_by_host(virtual) and not addressed_by_host(path_style)
     assert bucket_names_are_global(virtual) is None

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -50,12 +50,20 @@ def clean_up(local_cloud):
     """The session's cloud is shared: leave nothing behind (the deploy tests list every service)."""
     yield
     sm, iam = boto3.client("sagemaker", region_name=REGION), boto3.client("iam")
-    scaling, logs = boto3.client("application-autoscaling", region_name=REGION), boto3.client("logs", region_name=REGION)
+    scaling, logs = (
+        boto3.client("application-autoscaling", region_name=REGION),
+        boto3.client("logs", region_name=REGION),
+    )
     for target in scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]:
         if target["ResourceId"].split("/")[1] in CREATED:
-            scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=target["ResourceId"],
-                                               ScalableDimension=target["ScalableDimension"])
-    endpoints = [e["EndpointName"] for e in sm.list_endpoints(MaxResults=100)["Endpoints"] if e["EndpointName"] in CREATED]
+            scaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker",
+                ResourceId=target["ResourceId"],
+                ScalableDimension=target["ScalableDimension"],
+            )
+    endpoints = [
+        e["EndpointName"] for e in sm.list_endpoints(MaxResults=100)["Endpoints"] if e["EndpointName"] in CREATED
+    ]
     for name in endpoints:
         statuses_until(sm, name, {"InService", "Failed", "gone"})
         sm.delete_endpoint(EndpointName=name)
@@ -97,8 +105,12 @@ def artifacts(local_cloud, trained_models):
     for name in ("iris", "house-price"):
         s3.upload_file(str(trained_models[name] / "model.tar.gz"), BUCKET, f"{name}/model.tar.gz")
     s3.put_object(Bucket=BUCKET, Key="pickle/model.tar.gz", Body=pickle_tarball())
-    s3.put_object(Bucket=BUCKET, Key="private/model.tar.gz", Body=(trained_models["iris"] / "model.tar.gz").read_bytes())
-    return {name: f"s3://{BUCKET}/{name}/model.tar.gz" for name in ("iris", "house-price", "pickle", "private", "missing")}
+    s3.put_object(
+        Bucket=BUCKET, Key="private/model.tar.gz", Body=(trained_models["iris"] / "model.tar.gz").read_bytes()
+    )
+    return {
+        name: f"s3://{BUCKET}/{name}/model.tar.gz" for name in ("iris", "house-price", "pickle", "private", "missing")
+    }
 
 
 def pickle_tarball() -> bytes:
@@ -111,14 +123,27 @@ def pickle_tarball() -> bytes:
     return stream.getvalue()
 
 
-def create_role(name: str, trust=SAGEMAKER_TRUST, read_prefixes=("iris/", "house-price/", "pickle/", "missing/")) -> str:
+def create_role(
+    name: str, trust=SAGEMAKER_TRUST, read_prefixes=("iris/", "house-price/", "pickle/", "missing/")
+) -> str:
     iam = boto3.client("iam")
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    iam.put_role_policy(RoleName=name, PolicyName="read-models", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
-                       "Resource": [f"arn:aws:s3:::{BUCKET}/{prefix}*" for prefix in read_prefixes]}],
-    }))
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="read-models",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": [f"arn:aws:s3:::{BUCKET}/{prefix}*" for prefix in read_prefixes],
+                    }
+                ],
+            }
+        ),
+    )
     return arn
 
 
@@ -134,7 +159,9 @@ def models(sm, role, artifacts):
     names = {}
     for kind, url in artifacts.items():
         names[kind] = unique(f"m-{kind}")
-        sm.create_model(ModelName=names[kind], ExecutionRoleArn=role, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url})
+        sm.create_model(
+            ModelName=names[kind], ExecutionRoleArn=role, PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url}
+        )
     return names
 
 
@@ -214,7 +241,10 @@ def test_create_is_creating_then_in_service_and_a_second_create_is_refused(sm, r
     assert error["Error"]["Message"] == f'Cannot create already existing endpoint "{arn("endpoint", name)}".'
     # Not invocable before it is InService: AWS does not know the endpoint's runtime yet.
     refused = error_of(runtime.invoke_endpoint, EndpointName=name, ContentType="text/csv", Body=IRIS_ROW)
-    assert refused["Error"] == {"Code": "ValidationError", "Message": f"Endpoint {name} of account {ACCOUNT} not found."}
+    assert refused["Error"] == {
+        "Code": "ValidationError",
+        "Message": f"Endpoint {name} of account {ACCOUNT} not found.",
+    }
     assert statuses_until(sm, name, {"InService", "Failed"}) == ["Creating", "InService"]
     assert invoke(runtime, name).count(b",") == 2  # three class probabilities
     assert any("Loaded the model" in line for line in log_lines(name))
@@ -296,7 +326,10 @@ def test_a_failed_update_rolls_back_to_the_old_config_with_a_reason(sm, runtime,
 def test_updating_an_endpoint_that_does_not_exist(sm, models):
     name = unique("nothing")
     error = error_of(sm.update_endpoint, EndpointName=name, EndpointConfigName=make_config(sm, models["iris"]))
-    assert error["Error"] == {"Code": "ValidationException", "Message": f'Could not find endpoint "{arn("endpoint", name)}".'}
+    assert error["Error"] == {
+        "Code": "ValidationException",
+        "Message": f'Could not find endpoint "{arn("endpoint", name)}".',
+    }
 
 
 def test_a_failed_endpoint_cannot_be_updated(sm, models):
@@ -309,7 +342,9 @@ def test_a_failed_endpoint_cannot_be_updated(sm, models):
 
 
 def test_an_instance_endpoint_cannot_become_serverless(sm, models, live):
-    error = error_of(sm.update_endpoint, EndpointName=live, EndpointConfigName=make_config(sm, models["iris"], serverless=True))
+    error = error_of(
+        sm.update_endpoint, EndpointName=live, EndpointConfigName=make_config(sm, models["iris"], serverless=True)
+    )
     assert error["Error"]["Code"] == "ValidationException"
     assert "between instance-based and serverless hosting" in error["Error"]["Message"]
     assert sm.describe_endpoint(EndpointName=live)["EndpointStatus"] == "InService"
@@ -321,13 +356,22 @@ def test_an_autoscaled_variant_cannot_change_instance_type_but_can_change_model(
     statuses_until(sm, name, {"InService"})
     scaling = boto3.client("application-autoscaling", region_name=REGION)
     scaling.register_scalable_target(
-        ServiceNamespace="sagemaker", ResourceId=f"endpoint/{name}/variant/AllTraffic",
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount", MinCapacity=1, MaxCapacity=2,
+        ServiceNamespace="sagemaker",
+        ResourceId=f"endpoint/{name}/variant/AllTraffic",
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        MinCapacity=1,
+        MaxCapacity=2,
     )
-    error = error_of(sm.update_endpoint, EndpointName=name,
-                     EndpointConfigName=make_config(sm, models["iris"], instance_type="ml.c5.large"))
+    error = error_of(
+        sm.update_endpoint,
+        EndpointName=name,
+        EndpointConfigName=make_config(sm, models["iris"], instance_type="ml.c5.large"),
+    )
     assert error["Error"]["Code"] == "ValidationException"
-    assert 'The variant(s) "[AllTraffic]"' in error["Error"]["Message"] and "DeregisterScalableTarget" in error["Error"]["Message"]
+    assert (
+        'The variant(s) "[AllTraffic]"' in error["Error"]["Message"]
+        and "DeregisterScalableTarget" in error["Error"]["Message"]
+    )
     # The documented exception: a new model on the same instance type is allowed.
     sm.update_endpoint(EndpointName=name, EndpointConfigName=make_config(sm, models["house-price"]))
     assert statuses_until(sm, name, {"InService"})[-1] == "InService"
@@ -340,7 +384,9 @@ def test_retain_all_variant_properties_keeps_the_instance_count(sm, models):
     sm.update_endpoint_weights_and_capacities(
         EndpointName=name, DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 3}]
     )
-    sm.update_endpoint(EndpointName=name, EndpointConfigName=make_config(sm, models["house-price"]), RetainAllVariantProperties=True)
+    sm.update_endpoint(
+        EndpointName=name, EndpointConfigName=make_config(sm, models["house-price"]), RetainAllVariantProperties=True
+    )
     statuses_until(sm, name, {"InService"})
     variant = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
     assert variant["CurrentInstanceCount"] == 3
@@ -357,8 +403,10 @@ def test_delete_is_refused_while_creating_then_deleting_then_gone(sm, models, pa
     name = unique("delete")
     sm.create_endpoint(EndpointName=name, EndpointConfigName=make_config(sm, models["iris"]))
     error = error_of(sm.delete_endpoint, EndpointName=name)
-    assert error["Error"] == {"Code": "ValidationException",
-                              "Message": f'Cannot update in-progress endpoint "{arn("endpoint", name)}".'}
+    assert error["Error"] == {
+        "Code": "ValidationException",
+        "Message": f'Cannot update in-progress endpoint "{arn("endpoint", name)}".',
+    }
     statuses_until(sm, name, {"InService"})
     sm.delete_endpoint(EndpointName=name)
     assert statuses_until(sm, name, {"gone"}) == ["Deleting", "gone"]
@@ -402,24 +450,31 @@ def test_create_beyond_the_instance_quota_is_resource_limit_exceeded(sm, models,
         r"this quota\.",
         error["Error"]["Message"],
     )
-    assert error_of(sm.describe_endpoint, EndpointName=name)["Error"]["Code"] == "ValidationException"  # nothing created
+    assert (
+        error_of(sm.describe_endpoint, EndpointName=name)["Error"]["Code"] == "ValidationException"
+    )  # nothing created
 
 
 def test_create_and_update_count_the_instances_already_in_use(sm, models, quotas):
     quotas({"ml.c5.2xlarge": 2})
     first = unique("quota-a")
-    sm.create_endpoint(EndpointName=first, EndpointConfigName=make_config(sm, models["iris"], instance_type="ml.c5.2xlarge"))
+    sm.create_endpoint(
+        EndpointName=first, EndpointConfigName=make_config(sm, models["iris"], instance_type="ml.c5.2xlarge")
+    )
     statuses_until(sm, first, {"InService"})
     two = make_config(sm, models["iris"], instance_type="ml.c5.2xlarge", count=2)
     error = error_of(sm.create_endpoint, EndpointName=unique("quota-b"), EndpointConfigName=two)
     assert error["Error"]["Code"] == "ResourceLimitExceeded"
-    assert ("'ml.c5.2xlarge for endpoint usage' is 2 Instances, with current utilization of 1 Instances and a "
-            "request delta of 2 Instances") in error["Error"]["Message"]
+    assert (
+        "'ml.c5.2xlarge for endpoint usage' is 2 Instances, with current utilization of 1 Instances and a "
+        "request delta of 2 Instances"
+    ) in error["Error"]["Message"]
     # An update brings up the new fleet before the old one goes: both count.
     error = error_of(sm.update_endpoint, EndpointName=first, EndpointConfigName=two)
     assert error["Error"]["Code"] == "ResourceLimitExceeded"
-    sm.update_endpoint(EndpointName=first,
-                       EndpointConfigName=make_config(sm, models["house-price"], instance_type="ml.c5.2xlarge"))
+    sm.update_endpoint(
+        EndpointName=first, EndpointConfigName=make_config(sm, models["house-price"], instance_type="ml.c5.2xlarge")
+    )
     assert statuses_until(sm, first, {"InService"})[-1] == "InService"
 
 
@@ -446,7 +501,11 @@ def test_service_quotas_answers_from_the_same_table(local_cloud, quotas):
     assert listed["ml.g5.xlarge for endpoint usage"]["Value"] == 2.0
     code = listed["ml.m5.large for endpoint usage"]["QuotaCode"]
     quota = client.get_service_quota(ServiceCode="sagemaker", QuotaCode=code)["Quota"]
-    assert (quota["QuotaName"], quota["Value"], quota["ServiceCode"]) == ("ml.m5.large for endpoint usage", 0.0, "sagemaker")
+    assert (quota["QuotaName"], quota["Value"], quota["ServiceCode"]) == (
+        "ml.m5.large for endpoint usage",
+        0.0,
+        "sagemaker",
+    )
     error = error_of(client.get_service_quota, ServiceCode="sagemaker", QuotaCode="L-00000000")
     assert error["Error"]["Code"] == "NoSuchResourceException"
 
@@ -457,22 +516,34 @@ def test_service_quotas_answers_from_the_same_table(local_cloud, quotas):
 def test_create_model_with_a_role_iam_has_not_propagated_yet(sm, artifacts, paced):
     paced(0.5)  # IAM's ~10 s become 5 s
     role = create_role(unique("l2c-young"))
-    error = error_of(sm.create_model, ModelName=unique("young"), ExecutionRoleArn=role,
-                     PrimaryContainer={"Image": IMAGE, "ModelDataUrl": artifacts["iris"]})
+    error = error_of(
+        sm.create_model,
+        ModelName=unique("young"),
+        ExecutionRoleArn=role,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": artifacts["iris"]},
+    )
     assert error["Error"] == {
         "Code": "ValidationException",
         "Message": f"Could not assume role {role}. Please ensure that the role exists and allows principal "
-                   "'sagemaker.amazonaws.com' to assume the role.",
+        "'sagemaker.amazonaws.com' to assume the role.",
     }
 
 
 def test_create_model_with_a_role_that_does_not_trust_sagemaker(sm, artifacts):
-    lambda_trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    lambda_trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
     role = create_role(unique("l2c-lambda-only"), trust=lambda_trust)
     time.sleep(0.1)
-    error = error_of(sm.create_model, ModelName=unique("untrusted"), ExecutionRoleArn=role,
-                     PrimaryContainer={"Image": IMAGE, "ModelDataUrl": artifacts["iris"]})
+    error = error_of(
+        sm.create_model,
+        ModelName=unique("untrusted"),
+        ExecutionRoleArn=role,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": artifacts["iris"]},
+    )
     assert error["Error"]["Message"].startswith(f"Could not assume role {role}.")
 
 
@@ -528,32 +599,52 @@ def test_assumed_role_credentials_are_held_to_the_roles_policy(local_cloud, live
     statuses_until(sm, other, {"InService"})
     iam = boto3.client("iam")
     role_name = unique("l2c-invoker")
-    trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-    role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-    iam.put_role_policy(RoleName=role_name, PolicyName="invoke", PolicyDocument=json.dumps({
+    trust = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "sagemaker:InvokeEndpoint", "Resource": arn("endpoint", live)}],
-    }))
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role_arn = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=role_name,
+        PolicyName="invoke",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "sagemaker:InvokeEndpoint", "Resource": arn("endpoint", live)}
+                ],
+            }
+        ),
+    )
     credentials = boto3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="fn")["Credentials"]
     as_role = boto3.Session(
-        aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"], region_name=REGION,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=REGION,
     ).client("sagemaker-runtime")
     assert as_role.invoke_endpoint(EndpointName=live, ContentType="text/csv", Body=IRIS_ROW)["Body"].read()
     error = error_of(as_role.invoke_endpoint, EndpointName=other, ContentType="text/csv", Body=IRIS_ROW)
     assert error["Error"] == {
         "Code": "AccessDeniedException",
         "Message": f"User: arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/fn is not authorized to perform: "
-                   f"sagemaker:InvokeEndpoint on resource: {arn('endpoint', other)} because no identity-based policy "
-                   "allows the sagemaker:InvokeEndpoint action",
+        f"sagemaker:InvokeEndpoint on resource: {arn('endpoint', other)} because no identity-based policy "
+        "allows the sagemaker:InvokeEndpoint action",
     }
     assert error["ResponseMetadata"]["RetryAttempts"] == 0
     # A policy change is seen at once (the runtime's answers last until moto changes).
-    iam.put_role_policy(RoleName=role_name, PolicyName="invoke", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "sagemaker:InvokeEndpoint", "Resource": "*"}],
-    }))
+    iam.put_role_policy(
+        RoleName=role_name,
+        PolicyName="invoke",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sagemaker:InvokeEndpoint", "Resource": "*"}],
+            }
+        ),
+    )
     assert as_role.invoke_endpoint(EndpointName=other, ContentType="text/csv", Body=IRIS_ROW)["Body"].read()
 
 

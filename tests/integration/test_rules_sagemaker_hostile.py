@@ -19,7 +19,7 @@ import pytest
 from aws_helpers import SAGEMAKER_TRUST, unique
 from botocore.exceptions import ClientError
 
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 REGION = "us-east-1"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0"
@@ -86,10 +86,18 @@ def s3(local_cloud):
 def role(made):
     iam, name = boto3.client("iam"), unique("l2c-hostile")
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST))["Role"]["Arn"]
-    iam.put_role_policy(RoleName=name, PolicyName="read-models", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{made['bucket']}/*"}],
-    }))
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="read-models",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{made['bucket']}/*"}
+                ],
+            }
+        ),
+    )
     made["roles"].append(name)
     time.sleep(0.1)  # past IAM's propagation delay at the suite's pace
     return arn
@@ -104,13 +112,24 @@ def bucket(s3, made):
 def endpoint_for(sm, s3, made, role, bucket: str, key: str, body: bytes) -> str:
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     model, config, endpoint = unique("m-hostile"), unique("cfg-hostile"), unique("hostile")
-    sm.create_model(ModelName=model, ExecutionRoleArn=role,
-                    PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/{key}"})
+    sm.create_model(
+        ModelName=model,
+        ExecutionRoleArn=role,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/{key}"},
+    )
     made["models"].append(model)
-    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": model, "InitialVariantWeight": 1.0,
-        "InstanceType": "ml.m5.large", "InitialInstanceCount": 1,
-    }])
+    sm.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InitialVariantWeight": 1.0,
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
     made["configs"].append(config)
     sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
     made["endpoints"].append(endpoint)

@@ -14,7 +14,8 @@ from moto.server import ThreadedMotoServer
 from l2c.artifact import write_tarball
 from l2c.serving.server import start_runtime_in_thread
 
-pytestmark = pytest.mark.integration
+# moto and a runtime of its own, never the session's cloud (tests/integration/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.own_cloud]
 
 ROLE = "arn:aws:iam::123456789012:role/l2c-sagemaker"
 BUCKET = "l2c-runtime-test"
@@ -34,8 +35,11 @@ def moto_url():
 def aws_env(moto_url):
     patch = pytest.MonkeyPatch()
     for name, value in {
-        "AWS_ENDPOINT_URL": moto_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
     }.items():
         patch.setenv(name, value)
     patch.delenv("AWS_PROFILE", raising=False)
@@ -64,7 +68,8 @@ def deployed(aws_env, regressors, tmp_path_factory):
         tarball = write_tarball(booster, tmp_path_factory.mktemp(name) / "model.tar.gz")
         s3.upload_file(str(tarball), BUCKET, f"{name}/model.tar.gz")
         boto3.client("sagemaker").create_model(
-            ModelName=f"house-{name}", ExecutionRoleArn=ROLE,
+            ModelName=f"house-{name}",
+            ExecutionRoleArn=ROLE,
             PrimaryContainer={"Image": "xgboost:3.2-0", "ModelDataUrl": f"s3://{BUCKET}/{name}/model.tar.gz"},
         )
     deploy("house-price", [("AllTraffic", "house-v1", 1.0)])
@@ -78,7 +83,13 @@ def deploy(endpoint: str, variants, config: str | None = None) -> None:
     sagemaker.create_endpoint_config(
         EndpointConfigName=config,
         ProductionVariants=[
-            {"VariantName": v, "ModelName": m, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": w}
+            {
+                "VariantName": v,
+                "ModelName": m,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": w,
+            }
             for v, m, w in variants
         ],
     )
@@ -116,7 +127,9 @@ def test_invoke_endpoint_returns_the_container_output(runtime, regressors):
 
 
 def test_json_accept(runtime):
-    response = runtime.invoke_endpoint(EndpointName="house-price", ContentType="text/csv", Accept="application/json", Body=ROW)
+    response = runtime.invoke_endpoint(
+        EndpointName="house-price", ContentType="text/csv", Accept="application/json", Body=ROW
+    )
     assert response["ContentType"] == "application/json"
     assert response["Body"].read().startswith(b'{"predictions": [{"score": ')
 
@@ -156,7 +169,9 @@ def test_payload_over_the_service_limit_is_413_without_retries(runtime):
 
 def test_target_variant_and_weighted_split(runtime, regressors):
     rows = np.full((1, 13), 0.5)
-    targeted = runtime.invoke_endpoint(EndpointName="house-ab", ContentType="text/csv", Body=ROW, TargetVariant="VariantB")
+    targeted = runtime.invoke_endpoint(
+        EndpointName="house-ab", ContentType="text/csv", Body=ROW, TargetVariant="VariantB"
+    )
     assert targeted["InvokedProductionVariant"] == "VariantB"
     assert targeted["Body"].read() == expected_csv(regressors["v2"], rows)
     served = {"VariantA": 0, "VariantB": 0}

@@ -34,11 +34,16 @@ with warnings.catch_warnings():
     import cgi  # what the container parses Content-Type and Accept with
 
 SUPPORTED_ACCEPTS = ["application/json", "application/jsonlines", "application/x-recordio-protobuf", "text/csv"]
-CONTENT_TYPE_LIST = ("csv, libsvm, parquet, recordio-protobuf, text/csv, text/libsvm, text/x-libsvm, "
-                     "application/x-parquet, application/x-recordio-protobuf")
+CONTENT_TYPE_LIST = (
+    "csv, libsvm, parquet, recordio-protobuf, text/csv, text/libsvm, text/x-libsvm, "
+    "application/x-parquet, application/x-recordio-protobuf"
+)
 SELECTABLE = {
-    "reg:squarederror": ["predicted_score"], "reg:logistic": ["predicted_score"], "reg:gamma": ["predicted_score"],
-    "reg:absoluteerror": ["predicted_score"], "reg:tweedie": ["predicted_score"],
+    "reg:squarederror": ["predicted_score"],
+    "reg:logistic": ["predicted_score"],
+    "reg:gamma": ["predicted_score"],
+    "reg:absoluteerror": ["predicted_score"],
+    "reg:tweedie": ["predicted_score"],
     "binary:logistic": ["predicted_label", "labels", "probability", "probabilities", "raw_score", "raw_scores"],
     "binary:logitraw": ["predicted_label", "labels", "raw_score", "raw_scores"],
     "binary:hinge": ["predicted_label", "labels", "raw_score", "raw_scores"],
@@ -61,7 +66,9 @@ def content_kind(header: str | None) -> str:
     media_type, params = cgi.parse_header(header.lower())
     if media_type in ("csv", "text/csv"):
         if params and "label_size" in params and params["label_size"] != "1":
-            raise UserError(f"{header} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1")
+            raise UserError(
+                f"{header} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1"
+            )
         return "csv"
     if media_type in ("libsvm", "text/libsvm", "text/x-libsvm"):
         return "libsvm"
@@ -105,14 +112,14 @@ def read_body(payload: bytes, header: str | None) -> xgb.DMatrix:
         except Exception as err:
             raise RuntimeError(
                 f"Loading csv data failed with Exception, please ensure data is in csv format:\n {type(err)}\n {err}"
-            )
+            ) from err
     if kind == "libsvm":
         try:
             return read_libsvm(payload.strip().decode("utf-8"))
         except Exception as err:
             raise RuntimeError(
                 f"Loading libsvm data failed with Exception, please ensure data is in libsvm format:\n {type(err)}\n {err}"
-            )
+            ) from err
     if kind == "recordio-protobuf":
         raise NotImplementedError("recordio-protobuf bodies are outside the reference")
     raise RuntimeError(f"Content-type {header} is not supported.")
@@ -169,7 +176,10 @@ def encode_selected(answers: list[dict], keys: list[str], accept: str) -> str:
     if accept == "application/jsonlines":
         return "".join(json.dumps(row) + "\n" for row in answers)
     if accept == "text/csv":
-        cell = lambda value: f'"{value}"' if isinstance(value, list) else str(value)
+
+        def cell(value):
+            return f'"{value}"' if isinstance(value, list) else str(value)
+
         return "\n".join(",".join(cell(row[key]) for key in keys) for row in answers)
     raise RuntimeError(f"Cannot encode selected predictions into accept type '{accept}'.")
 
@@ -206,8 +216,11 @@ def container_app(booster: xgb.Booster, environ: dict | None = None):
     def execution_parameters():
         import multiprocessing
 
-        parameters = {"MaxConcurrentTransforms": multiprocessing.cpu_count(), "BatchStrategy": "MULTI_RECORD",
-                      "MaxPayloadInMB": int(app.config["MAX_CONTENT_LENGTH"] / (1024**2))}
+        parameters = {
+            "MaxConcurrentTransforms": multiprocessing.cpu_count(),
+            "BatchStrategy": "MULTI_RECORD",
+            "MaxPayloadInMB": int(app.config["MAX_CONTENT_LENGTH"] / (1024**2)),
+        }
         return flask.Response(response=json.dumps(parameters), status=200, mimetype="application/json")
 
     @app.route("/invocations", methods=["POST"])

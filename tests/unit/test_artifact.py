@@ -112,7 +112,7 @@ def test_the_json_format_from_the_same_version_is_accepted(iris_booster_bytes):
 
 
 def test_check_proves_reloaded_predictions_equal_the_trained_model(trained_models):
-    for name, model_dir in trained_models.items():
+    for model_dir in trained_models.values():
         report = checks.check_model_dir(model_dir, estimator=joblib.load(next(model_dir.glob("*.joblib"))))
         assert report.sample_rows == 5
         assert report.max_abs_difference <= checks.PREDICTION_TOLERANCE

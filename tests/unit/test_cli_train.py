@@ -21,8 +21,9 @@ def test_train_own_csv_end_to_end(tmp_path):
     y = np.where(x[:, 0] + x[:, 1] > 0, "good", "bad")
     lines = ["f1,f2,f3,quality"] + [f"{a:.4f},{b:.4f},{c:.4f},{t}" for (a, b, c), t in zip(x, y)]
     (tmp_path / "wine.csv").write_text("\n".join(lines) + "\n")
-    result = l2c("train", "--csv", "wine.csv", "--target", "quality", "--task", "classification",
-                 "--name", "wine", cwd=tmp_path)
+    result = l2c(
+        "train", "--csv", "wine.csv", "--target", "quality", "--task", "classification", "--name", "wine", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "saved and checked" in result.stdout
     model = artifact.load_artifact(tmp_path / "models" / "wine")

@@ -27,9 +27,16 @@ from tests.reference import container as reference
 
 FEATURES = 4
 OBJECTIVES = {
-    "reg:squarederror": {}, "reg:logistic": {}, "reg:gamma": {}, "reg:absoluteerror": {},
-    "reg:tweedie": {}, "binary:logistic": {}, "binary:logitraw": {}, "binary:hinge": {},
-    "multi:softmax": {"num_class": 3}, "multi:softprob": {"num_class": 3},
+    "reg:squarederror": {},
+    "reg:logistic": {},
+    "reg:gamma": {},
+    "reg:absoluteerror": {},
+    "reg:tweedie": {},
+    "binary:logistic": {},
+    "binary:logitraw": {},
+    "binary:hinge": {},
+    "multi:softmax": {"num_class": 3},
+    "multi:softprob": {"num_class": 3},
     "count:poisson": {},  # not selectable: the container's 500 names it
 }
 
@@ -98,15 +105,30 @@ def assert_same(mine: httpx.Response, theirs) -> None:
     assert mine.status_code == theirs.status_code, (mine.status_code, mine.content[:300], theirs.data[:300])
     assert mine.headers.get("content-type") == theirs.headers.get("Content-Type")
     content_type = theirs.headers.get("Content-Type", "")
-    assert canonical(mine.content, content_type) == canonical(theirs.data, content_type), (mine.content[:300], theirs.data[:300])
+    assert canonical(mine.content, content_type) == canonical(theirs.data, content_type), (
+        mine.content[:300],
+        theirs.data[:300],
+    )
     if "Allow" in theirs.headers:  # Flask lists the methods in set order
         assert set(mine.headers["allow"].split(", ")) == set(theirs.headers["Allow"].split(", "))
 
 
 # --------------------------------------------------------------------------- routes and methods
 
-PATHS = ["/ping", "/invocations", "/execution-parameters", "/", "/nope", "/pingx", "/ping/", "/invocations/x",
-         "/execution-parametersX", "/invocation", "/models", "/%70ing"]
+PATHS = [
+    "/ping",
+    "/invocations",
+    "/execution-parameters",
+    "/",
+    "/nope",
+    "/pingx",
+    "/ping/",
+    "/invocations/x",
+    "/execution-parametersX",
+    "/invocation",
+    "/models",
+    "/%70ing",
+]
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
 
 
@@ -134,9 +156,22 @@ def test_options_is_200_with_the_allowed_methods(serve):
 # --------------------------------------------------------------------------- bodies
 
 CSV_BODIES = [
-    b"5.1,3.5,1.4,0.2", b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n", b"5.1;3.5;1.4;0.2", b"5.1\t3.5", b"5.1,,1.4,nan",
-    b"5.1,3.5,1.4,0.2,9.9", b"5.1,3.5\n1", b"a,b,c,d", b"1,inf,2,3", b"1e39,1,1,1", b"  \n5.1,3.5,1.4,0.2\n\n",
-    b"5.1,3.5,1.4,0.2\r\n6.7,3.0,5.2,2.3", b"\xff\xfe", b"", b"5", b'"1","2"',
+    b"5.1,3.5,1.4,0.2",
+    b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n",
+    b"5.1;3.5;1.4;0.2",
+    b"5.1\t3.5",
+    b"5.1,,1.4,nan",
+    b"5.1,3.5,1.4,0.2,9.9",
+    b"5.1,3.5\n1",
+    b"a,b,c,d",
+    b"1,inf,2,3",
+    b"1e39,1,1,1",
+    b"  \n5.1,3.5,1.4,0.2\n\n",
+    b"5.1,3.5,1.4,0.2\r\n6.7,3.0,5.2,2.3",
+    b"\xff\xfe",
+    b"",
+    b"5",
+    b'"1","2"',
 ]
 LIBSVM_BODIES = [
     b"0 1:5.1 2:3.5 3:1.4 4:0.2",  # standard 1-based libsvm
@@ -146,14 +181,42 @@ LIBSVM_BODIES = [
     b"1 1:5.1\n\n1 2:3.0\n0",  # a blank line between rows is a row
     b"0 0:1 4:2",  # 0 present: no shift, so 5 columns: too many
     b"0 1:5.1 5:1",  # 1-based but 5 features
-    b"0 1:5.1 1:2.0", b"x 1:5.1", b"0 a:1", b"0 1:a", b"0 -1:1", b"0 1.5:1", b"0 1:1:2", b"0 1_0:1", b"no features",
-    b"0 1:inf", b"0\t1:5.1", b"0 10000000000000000000000:1",
+    b"0 1:5.1 1:2.0",
+    b"x 1:5.1",
+    b"0 a:1",
+    b"0 1:a",
+    b"0 -1:1",
+    b"0 1.5:1",
+    b"0 1:1:2",
+    b"0 1_0:1",
+    b"no features",
+    b"0 1:inf",
+    b"0\t1:5.1",
+    b"0 10000000000000000000000:1",
 ]
 CONTENT_TYPES = [
-    "text/csv", "csv", "TEXT/CSV", "text/csv; charset=utf-8", "text/csv;charset=UTF-8", 'text/csv; label_size="1"',
-    "text/csv; label_size=1; charset=utf-8", "text/csv; label_size=2", "text/csv; label_size=1=1", "text/csv;",
-    "text/libsvm", "text/libsvm; charset=utf-8", "text/x-libsvm;q=1", "Text/LibSVM", "libsvm", None, "",
-    "application/json", "application/x-parquet", "parquet; x=1", "label_size=1; text/csv", "text/csvx",
+    "text/csv",
+    "csv",
+    "TEXT/CSV",
+    "text/csv; charset=utf-8",
+    "text/csv;charset=UTF-8",
+    'text/csv; label_size="1"',
+    "text/csv; label_size=1; charset=utf-8",
+    "text/csv; label_size=2",
+    "text/csv; label_size=1=1",
+    "text/csv;",
+    "text/libsvm",
+    "text/libsvm; charset=utf-8",
+    "text/x-libsvm;q=1",
+    "Text/LibSVM",
+    "libsvm",
+    None,
+    "",
+    "application/json",
+    "application/x-parquet",
+    "parquet; x=1",
+    "label_size=1; text/csv",
+    "text/csvx",
     'text/csv; a="b;c"; label_size=2',
 ]
 
@@ -175,8 +238,20 @@ def test_one_based_libsvm_rows_are_predicted_on_the_right_features(serve, booste
     assert np.allclose(np.array(mine.text.split(","), dtype=float), expected[0])
 
 
-@pytest.mark.parametrize("accept", [None, "*/*", "text/csv", "application/json", "application/json; verbose=1",
-                                    "TEXT/CSV", "text/html", "application/jsonlines, text/csv", ""])
+@pytest.mark.parametrize(
+    "accept",
+    [
+        None,
+        "*/*",
+        "text/csv",
+        "application/json",
+        "application/json; verbose=1",
+        "TEXT/CSV",
+        "text/html",
+        "application/jsonlines, text/csv",
+        "",
+    ],
+)
 def test_accept_headers(serve, accept):
     pair = serve()
     headers = {"content-type": "text/csv"} | ({} if accept is None else {"accept": accept})
@@ -185,9 +260,15 @@ def test_accept_headers(serve, accept):
 
 # --------------------------------------------------------------------------- environment
 
-SELECTIONS = ["predicted_label", "labels,probability", "probabilities, raw_scores", "raw_score,predicted_score",
-              "Predicted_Label,PROBABILITIES,labels,raw_scores,raw_score,probability,predicted_score",
-              "predicted_label,predicted_label", "nonsense"]
+SELECTIONS = [
+    "predicted_label",
+    "labels,probability",
+    "probabilities, raw_scores",
+    "raw_score,predicted_score",
+    "Predicted_Label,PROBABILITIES,labels,raw_scores,raw_score,probability,predicted_score",
+    "predicted_label,predicted_label",
+    "nonsense",
+]
 
 
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
@@ -195,8 +276,9 @@ def test_selectable_output_for_every_objective_the_container_lists(serve, object
     for selection in SELECTIONS:
         pair = serve(objective, {"SAGEMAKER_INFERENCE_OUTPUT": selection})
         for accept in ("text/csv", "application/json", "application/jsonlines"):
-            mine, theirs = pair.both("POST", "/invocations", b"0.1,0.2,0.3,0.4\n-1,2,-3,4",
-                                     {"content-type": "text/csv", "accept": accept})
+            mine, theirs = pair.both(
+                "POST", "/invocations", b"0.1,0.2,0.3,0.4\n-1,2,-3,4", {"content-type": "text/csv", "accept": accept}
+            )
             assert_same(mine, theirs)
             if objective != "count:poisson":
                 assert mine.status_code == 200
@@ -204,7 +286,8 @@ def test_selectable_output_for_every_objective_the_container_lists(serve, object
 
 def test_absolute_error_models_give_their_predicted_score(serve, boosters):
     mine, _ = serve("reg:absoluteerror", {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_score"}).both(
-        "POST", "/invocations", b"0.1,0.2,0.3,0.4", {"content-type": "text/csv", "accept": "application/json"})
+        "POST", "/invocations", b"0.1,0.2,0.3,0.4", {"content-type": "text/csv", "accept": "application/json"}
+    )
     expected = boosters["reg:absoluteerror"].predict(xgb.DMatrix(np.array([[0.1, 0.2, 0.3, 0.4]])))
     assert mine.status_code == 200
     assert mine.json() == {"predictions": [{"predicted_score": float(expected[0])}]}
@@ -234,8 +317,9 @@ def test_max_content_length_has_no_ceiling(serve):
 
 
 def test_jsonlines_without_selected_output_is_answered_where_the_container_fails(serve):
-    mine, theirs = serve().both("POST", "/invocations", b"5.1,3.5,1.4,0.2",
-                                {"content-type": "text/csv", "accept": "application/jsonlines"})
+    mine, theirs = serve().both(
+        "POST", "/invocations", b"5.1,3.5,1.4,0.2", {"content-type": "text/csv", "accept": "application/jsonlines"}
+    )
     assert theirs.status_code == 500  # its encoders have no jsonlines writer
     assert mine.status_code == 200 and json.loads(mine.content)["score"]
 

@@ -20,7 +20,7 @@ def test_house_prices_match_the_shipped_file():
     assert house.features.shape == (506, 13)
     assert house.feature_names[0] == "CRIM" and house.feature_names[-1] == "LSTAT"
     assert house.target.name == "MEDV"
-    # sha256 of the file as scikit-learn 1.1.3 shipped it (data/README.md).
+    # sha256 of the file as scikit-learn 1.1.3 shipped it (src/l2c/data/README.md).
     assert house.data_sha256 == "d98212636026544fc9b9c0f372e5f819872e6fa6fa757ab025efdda22180f2d6"
 
 

@@ -14,7 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import ANY, Stubber
 
-from l2c.cloud import apigateway, functions, sagemaker, stack
+from l2c.cloud import apigateway, container, cors, functions, plan, sagemaker, stack
 from l2c.cloud.progress import Reporter
 from l2c.cloud.sagemaker import Hosting
 from l2c.cloud.session import CloudError, CloudSession
@@ -49,8 +49,13 @@ def stubs(session):
 
 def described(status: str, config: str = OLD, **extra) -> dict:
     return {
-        "EndpointName": ENDPOINT, "EndpointArn": ARN, "EndpointConfigName": config, "EndpointStatus": status,
-        "CreationTime": "2026-11-25T00:00:00Z", "LastModifiedTime": "2026-11-25T00:00:00Z", **extra,
+        "EndpointName": ENDPOINT,
+        "EndpointArn": ARN,
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": "2026-11-25T00:00:00Z",
+        "LastModifiedTime": "2026-11-25T00:00:00Z",
+        **extra,
     }
 
 
@@ -61,8 +66,10 @@ def config_of(name: str, instance_type: str | None = "ml.m5.large", serverless: 
     else:
         variant.update(InstanceType=instance_type, InitialInstanceCount=1)
     return {
-        "EndpointConfigName": name, "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{name}",
-        "ProductionVariants": [variant], "CreationTime": "2026-11-25T00:00:00Z",
+        "EndpointConfigName": name,
+        "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/{name}",
+        "ProductionVariants": [variant],
+        "CreationTime": "2026-11-25T00:00:00Z",
     }
 
 
@@ -77,15 +84,19 @@ def expect_describe(stubs, *answers) -> None:
 def expect_target(stubs, target: dict | None) -> None:
     targets = [target] if target else []
     stubs["application-autoscaling"].add_response(
-        "describe_scalable_targets", {"ScalableTargets": targets},
+        "describe_scalable_targets",
+        {"ScalableTargets": targets},
         {"ServiceNamespace": "sagemaker", "ResourceIds": [RESOURCE], "ScalableDimension": DIMENSION},
     )
 
 
 def scalable_target(minimum: int = 1, maximum: int = 3) -> dict:
     return {
-        "ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION,
-        "MinCapacity": minimum, "MaxCapacity": maximum,
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": RESOURCE,
+        "ScalableDimension": DIMENSION,
+        "MinCapacity": minimum,
+        "MaxCapacity": maximum,
         "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
         "CreationTime": "2026-11-25T00:00:00Z",
     }
@@ -133,9 +144,13 @@ def test_deleting_an_endpoint_that_is_gone_already_is_harmless(session, stubs):
 def test_a_rolled_back_update_is_a_failure_naming_sagemakers_reason(session, stubs):
     reason = 'Failed to download model data for container "container_1" from URL: "s3://b/iris/b/model.tar.gz".'
     expect_describe(stubs, described("InService"))
-    stubs["sagemaker"].add_response("list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN})
+    stubs["sagemaker"].add_response(
+        "list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN}
+    )
     expect_target(stubs, None)
-    stubs["sagemaker"].add_response("update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW})
+    stubs["sagemaker"].add_response(
+        "update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW}
+    )
     # The EndpointInService waiter would call this a success: InService, on the OLD config.
     expect_describe(stubs, described("Updating"), described("InService", OLD, FailureReason=reason))
 
@@ -149,9 +164,13 @@ def test_a_rolled_back_update_is_a_failure_naming_sagemakers_reason(session, stu
 
 def test_an_update_is_done_once_the_endpoint_runs_the_new_config(session, stubs):
     expect_describe(stubs, described("InService"))
-    stubs["sagemaker"].add_response("list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN})
+    stubs["sagemaker"].add_response(
+        "list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN}
+    )
     expect_target(stubs, None)
-    stubs["sagemaker"].add_response("update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW})
+    stubs["sagemaker"].add_response(
+        "update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW}
+    )
     expect_describe(stubs, described("Updating"), described("InService", NEW))
 
     assert sagemaker.ensure_endpoint(session, ENDPOINT, NEW, {"l2c:stack": "iris"}, Reporter()) == "updated"
@@ -161,7 +180,9 @@ def test_an_update_answered_with_a_bare_500_is_reported_and_the_endpoint_is_left
     # botocore names an error without a body by its HTTP status: no delete-and-recreate of a
     # production endpoint follows (no DeleteEndpoint or CreateEndpoint is queued here).
     expect_describe(stubs, described("InService"))
-    stubs["sagemaker"].add_response("list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN})
+    stubs["sagemaker"].add_response(
+        "list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN}
+    )
     expect_target(stubs, None)
     stubs["sagemaker"].add_client_error("update_endpoint", "500", "", http_status_code=500)
 
@@ -173,7 +194,9 @@ def test_an_update_answered_with_a_bare_500_is_reported_and_the_endpoint_is_left
 
 def test_a_deploy_interrupted_while_creating_waits_for_the_endpoint_instead_of_failing(session, stubs):
     expect_describe(stubs, described("Creating", NEW), described("Creating", NEW), described("InService", NEW))
-    stubs["sagemaker"].add_response("list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN})
+    stubs["sagemaker"].add_response(
+        "list_tags", {"Tags": [{"Key": "l2c:stack", "Value": "iris"}]}, {"ResourceArn": ARN}
+    )
 
     assert sagemaker.ensure_endpoint(session, ENDPOINT, NEW, {"l2c:stack": "iris"}, Reporter()) == "unchanged"
 
@@ -185,9 +208,15 @@ def test_a_model_only_update_of_an_autoscaled_endpoint_keeps_its_instance_count(
     expect_target(stubs, scalable_target())
     stubs["sagemaker"].add_response("describe_endpoint_config", config_of(OLD), {"EndpointConfigName": OLD})
     stubs["sagemaker"].add_response("describe_endpoint_config", config_of(NEW), {"EndpointConfigName": NEW})
-    stubs["sagemaker"].add_response("update_endpoint", {"EndpointArn": ARN}, {
-        "EndpointName": ENDPOINT, "EndpointConfigName": NEW, "RetainAllVariantProperties": True,
-    })
+    stubs["sagemaker"].add_response(
+        "update_endpoint",
+        {"EndpointArn": ARN},
+        {
+            "EndpointName": ENDPOINT,
+            "EndpointConfigName": NEW,
+            "RetainAllVariantProperties": True,
+        },
+    )
     expect_describe(stubs, described("InService", NEW))
 
     sagemaker.update_endpoint(session, ENDPOINT, described("InService"), NEW, Reporter())
@@ -197,23 +226,47 @@ def test_a_new_instance_type_on_an_autoscaled_endpoint_deregisters_updates_and_r
     scaling = stubs["application-autoscaling"]
     expect_target(stubs, scalable_target(2, 5))
     stubs["sagemaker"].add_response("describe_endpoint_config", config_of(OLD), {"EndpointConfigName": OLD})
-    stubs["sagemaker"].add_response("describe_endpoint_config", config_of(NEW, "ml.c5.large"), {"EndpointConfigName": NEW})
+    stubs["sagemaker"].add_response(
+        "describe_endpoint_config", config_of(NEW, "ml.c5.large"), {"EndpointConfigName": NEW}
+    )
     expect_target(stubs, scalable_target(2, 5))  # deregister_autoscaling looks first
-    scaling.add_response("deregister_scalable_target", {}, {
-        "ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION,
-    })
+    scaling.add_response(
+        "deregister_scalable_target",
+        {},
+        {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": RESOURCE,
+            "ScalableDimension": DIMENSION,
+        },
+    )
     # No RetainAllVariantProperties: the new type's count comes from the new config.
-    stubs["sagemaker"].add_response("update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW})
+    stubs["sagemaker"].add_response(
+        "update_endpoint", {"EndpointArn": ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": NEW}
+    )
     expect_describe(stubs, described("Updating", OLD), described("InService", NEW))
-    scaling.add_response("register_scalable_target", {}, {
-        "ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION,
-        "MinCapacity": 2, "MaxCapacity": 5,
-    })
-    scaling.add_response("put_scaling_policy", {"PolicyARN": "arn:aws:autoscaling:policy"}, {
-        "PolicyName": f"{ENDPOINT}-invocations", "ServiceNamespace": "sagemaker", "ResourceId": RESOURCE,
-        "ScalableDimension": DIMENSION, "PolicyType": "TargetTrackingScaling",
-        "TargetTrackingScalingPolicyConfiguration": ANY,
-    })
+    scaling.add_response(
+        "register_scalable_target",
+        {},
+        {
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": RESOURCE,
+            "ScalableDimension": DIMENSION,
+            "MinCapacity": 2,
+            "MaxCapacity": 5,
+        },
+    )
+    scaling.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": "arn:aws:autoscaling:policy"},
+        {
+            "PolicyName": f"{ENDPOINT}-invocations",
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": RESOURCE,
+            "ScalableDimension": DIMENSION,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": ANY,
+        },
+    )
 
     sagemaker.update_endpoint(session, ENDPOINT, described("InService"), NEW, Reporter())
 
@@ -222,10 +275,18 @@ def test_a_new_instance_type_on_an_autoscaled_endpoint_deregisters_updates_and_r
 
 
 def quotas_answer(value: float, instance_type: str = "ml.m5.large") -> dict:
-    return {"Quotas": [{
-        "ServiceCode": "sagemaker", "QuotaCode": "L-1E9C780D", "QuotaName": f"{instance_type} for endpoint usage",
-        "Value": value, "Adjustable": True, "GlobalQuota": False,
-    }]}
+    return {
+        "Quotas": [
+            {
+                "ServiceCode": "sagemaker",
+                "QuotaCode": "L-1E9C780D",
+                "QuotaName": f"{instance_type} for endpoint usage",
+                "Value": value,
+                "Adjustable": True,
+                "GlobalQuota": False,
+            }
+        ]
+    }
 
 
 def test_a_zero_instance_quota_is_refused_with_what_to_do(session, stubs):
@@ -252,8 +313,10 @@ def test_a_quota_that_cannot_be_read_does_not_block_the_deploy(session, stubs):
 
 
 def test_create_endpoint_refused_for_the_quota_says_what_to_do(session, stubs):
-    message = ("The account-level service limit 'ml.m5.large for endpoint usage' is 0 Instances, with current "
-               "utilization of 0 Instances and a request delta of 1 Instances.")
+    message = (
+        "The account-level service limit 'ml.m5.large for endpoint usage' is 0 Instances, with current "
+        "utilization of 0 Instances and a request delta of 1 Instances."
+    )
     stubs["sagemaker"].add_client_error("create_endpoint", "ResourceLimitExceeded", message, 400)
     stubs["sagemaker"].add_response("describe_endpoint_config", config_of(NEW), {"EndpointConfigName": NEW})
 
@@ -265,7 +328,7 @@ def test_create_endpoint_refused_for_the_quota_says_what_to_do(session, stubs):
 def test_a_region_without_the_image_is_refused_before_anything_is_written(session):
     session.region = "xx-nowhere-1"  # no AWS call may come before the refusal: none is stubbed
     with pytest.raises(CloudError) as refusal:
-        stack.check_before_creating("iris", session, stack.DeployOptions())
+        plan.check_before_creating("iris", session, plan.DeployOptions())
     message = str(refusal.value)
     assert "xx-nowhere-1" in message and "3.2-0" in message
     assert "supported regions:" in message and "us-east-1" in message and "eu-west-1" in message
@@ -282,17 +345,22 @@ def test_instance_to_serverless_on_an_existing_endpoint_is_refused_up_front(sess
 
 def test_serverless_to_instances_on_an_existing_endpoint_is_refused_up_front(session, stubs):
     expect_describe(stubs, described("InService"))
-    stubs["sagemaker"].add_response("describe_endpoint_config", config_of(OLD, serverless=True), {"EndpointConfigName": OLD})
+    stubs["sagemaker"].add_response(
+        "describe_endpoint_config", config_of(OLD, serverless=True), {"EndpointConfigName": OLD}
+    )
 
     with pytest.raises(CloudError, match=r"runs on serverless; SageMaker cannot update it to instances"):
         sagemaker.check_hosting_change(session, ENDPOINT, Hosting())
 
 
 def simulated(decisions: dict[str, str], resource: str) -> dict:
-    return {"EvaluationResults": [
-        {"EvalActionName": action, "EvalResourceName": resource, "EvalDecision": decision}
-        for action, decision in decisions.items()
-    ], "IsTruncated": False}
+    return {
+        "EvaluationResults": [
+            {"EvalActionName": action, "EvalResourceName": resource, "EvalDecision": decision}
+            for action, decision in decisions.items()
+        ],
+        "IsTruncated": False,
+    }
 
 
 NOTEBOOK_ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/AmazonSageMaker-ExecutionRole-1"
@@ -301,24 +369,37 @@ NOTEBOOK_ROLE = f"arn:aws:iam::{ACCOUNT}:role/service-role/AmazonSageMaker-Execu
 def expect_no_bucket_yet(stubs) -> None:
     """Neither l2c's account-regional bucket nor one an earlier l2c made under the global name exists."""
     for name in (f"l2c-{ACCOUNT}-{REGION}-an", f"l2c-{ACCOUNT}-{REGION}"):
-        stubs["s3"].add_client_error("head_bucket", "404", "Not Found", 404,
-                                     expected_params={"Bucket": name, "ExpectedBucketOwner": ACCOUNT})
+        stubs["s3"].add_client_error(
+            "head_bucket", "404", "Not Found", 404, expected_params={"Bucket": name, "ExpectedBucketOwner": ACCOUNT}
+        )
 
 
 def test_a_notebook_role_that_cannot_read_the_artifact_is_refused_with_the_permissions_it_needs(session, stubs):
     bucket = f"l2c-{ACCOUNT}-{REGION}-an"
     expect_no_bucket_yet(stubs)
     artifact = f"arn:aws:s3:::{bucket}/iris/aaaaaaaaaaaa/model.tar.gz"
-    stubs["iam"].add_response("simulate_principal_policy", simulated({"s3:GetObject": "implicitDeny"}, artifact), {
-        "PolicySourceArn": NOTEBOOK_ROLE, "ActionNames": ["s3:GetObject"], "ResourceArns": [artifact],
-    })
-    stubs["iam"].add_response("simulate_principal_policy", simulated(dict.fromkeys(stack.PULL_IMAGE, "allowed"), "*"), {
-        "PolicySourceArn": NOTEBOOK_ROLE, "ActionNames": list(stack.PULL_IMAGE), "ResourceArns": [ANY],
-    })
-    image = stack.image_uri(REGION)
+    stubs["iam"].add_response(
+        "simulate_principal_policy",
+        simulated({"s3:GetObject": "implicitDeny"}, artifact),
+        {
+            "PolicySourceArn": NOTEBOOK_ROLE,
+            "ActionNames": ["s3:GetObject"],
+            "ResourceArns": [artifact],
+        },
+    )
+    stubs["iam"].add_response(
+        "simulate_principal_policy",
+        simulated(dict.fromkeys(plan.PULL_IMAGE, "allowed"), "*"),
+        {
+            "PolicySourceArn": NOTEBOOK_ROLE,
+            "ActionNames": list(plan.PULL_IMAGE),
+            "ResourceArns": [ANY],
+        },
+    )
+    image = container.image_uri(REGION)
 
     with pytest.raises(CloudError) as refusal:
-        stack._check_execution_role(session, "iris", "aaaaaaaaaaaa", NOTEBOOK_ROLE, image)
+        plan._check_execution_role(session, "iris", "aaaaaaaaaaaa", NOTEBOOK_ROLE, image)
 
     message = str(refusal.value)
     assert "may not s3:GetObject" in message and "nothing was created" in message
@@ -328,17 +409,34 @@ def test_a_notebook_role_that_cannot_read_the_artifact_is_refused_with_the_permi
 
 def test_with_a_given_role_a_caller_who_may_not_create_roles_is_told_to_pass_the_function_role(session, stubs):
     caller = f"arn:aws:sts::{ACCOUNT}:assumed-role/AmazonSageMaker-ExecutionRole-1/SageMaker"
-    stubs["sts"].add_response("get_caller_identity", {"UserId": "AROAEXAMPLE:SageMaker", "Account": ACCOUNT, "Arn": caller})
-    stubs["iam"].add_response("get_role", {"Role": {
-        "Path": "/service-role/", "RoleName": "AmazonSageMaker-ExecutionRole-1", "RoleId": "AROAEXAMPLE0000000000",
-        "Arn": NOTEBOOK_ROLE, "CreateDate": "2026-11-25T00:00:00Z",
-    }}, {"RoleName": "AmazonSageMaker-ExecutionRole-1"})
-    stubs["iam"].add_response("simulate_principal_policy", simulated(dict.fromkeys(stack.CREATE_ROLE, "implicitDeny"), "*"), {
-        "PolicySourceArn": NOTEBOOK_ROLE, "ActionNames": list(stack.CREATE_ROLE), "ResourceArns": [ANY],
-    })
+    stubs["sts"].add_response(
+        "get_caller_identity", {"UserId": "AROAEXAMPLE:SageMaker", "Account": ACCOUNT, "Arn": caller}
+    )
+    stubs["iam"].add_response(
+        "get_role",
+        {
+            "Role": {
+                "Path": "/service-role/",
+                "RoleName": "AmazonSageMaker-ExecutionRole-1",
+                "RoleId": "AROAEXAMPLE0000000000",
+                "Arn": NOTEBOOK_ROLE,
+                "CreateDate": "2026-11-25T00:00:00Z",
+            }
+        },
+        {"RoleName": "AmazonSageMaker-ExecutionRole-1"},
+    )
+    stubs["iam"].add_response(
+        "simulate_principal_policy",
+        simulated(dict.fromkeys(plan.CREATE_ROLE, "implicitDeny"), "*"),
+        {
+            "PolicySourceArn": NOTEBOOK_ROLE,
+            "ActionNames": list(plan.CREATE_ROLE),
+            "ResourceArns": [ANY],
+        },
+    )
 
     with pytest.raises(CloudError) as refusal:
-        stack._check_may_create_function_role(session, "iris")
+        plan._check_may_create_function_role(session, "iris")
 
     message = str(refusal.value)
     assert "iam:CreateRole" in message and "--lambda-role-arn" in message and "nothing was created" in message
@@ -346,8 +444,10 @@ def test_with_a_given_role_a_caller_who_may_not_create_roles_is_told_to_pass_the
 
 
 def test_an_update_beyond_the_quota_says_what_to_do_and_leaves_the_endpoint_serving(session, stubs):
-    message = ("The account-level service limit 'ml.m5.large for endpoint usage' is 1 Instances, with current "
-               "utilization of 1 Instances and a request delta of 1 Instances.")
+    message = (
+        "The account-level service limit 'ml.m5.large for endpoint usage' is 1 Instances, with current "
+        "utilization of 1 Instances and a request delta of 1 Instances."
+    )
     expect_target(stubs, None)
     stubs["sagemaker"].add_client_error("update_endpoint", "ResourceLimitExceeded", message, 400)
     stubs["sagemaker"].add_response("describe_endpoint_config", config_of(NEW), {"EndpointConfigName": NEW})
@@ -359,7 +459,9 @@ def test_an_update_beyond_the_quota_says_what_to_do_and_leaves_the_endpoint_serv
 
 def test_delete_refused_by_an_operation_that_started_meanwhile_waits_it_out_and_deletes(session, stubs):
     expect_describe(stubs, described("InService"))
-    stubs["sagemaker"].add_client_error("delete_endpoint", "ValidationException", f'Cannot update in-progress endpoint "{ARN}".')
+    stubs["sagemaker"].add_client_error(
+        "delete_endpoint", "ValidationException", f'Cannot update in-progress endpoint "{ARN}".'
+    )
     expect_describe(stubs, described("SystemUpdating"), described("InService"))
     stubs["sagemaker"].add_response("delete_endpoint", {}, {"EndpointName": ENDPOINT})
     expect_describe(stubs, None)
@@ -391,8 +493,10 @@ def aws_gateway_responses(**customised: dict) -> dict:
     items = []
     for response_type, status in defaults.items():
         item = customised.get(response_type) or {
-            "responseType": response_type, "responseParameters": {},
-            "responseTemplates": {"application/json": '{"message":$context.error.messageString}'}, "defaultResponse": True,
+            "responseType": response_type,
+            "responseParameters": {},
+            "responseTemplates": {"application/json": '{"message":$context.error.messageString}'},
+            "defaultResponse": True,
         }
         if status and "statusCode" not in item:
             item = {**item, "statusCode": status}
@@ -402,54 +506,100 @@ def aws_gateway_responses(**customised: dict) -> dict:
 
 def ours(response_type: str, origin: str = ORIGIN) -> dict:
     headers = {name: value.replace(ORIGIN, origin) for name, value in ERROR_HEADERS.items()}
-    return {"responseType": response_type, "responseParameters": headers, "responseTemplates": ERROR_TEMPLATE,
-            "defaultResponse": False}
+    return {
+        "responseType": response_type,
+        "responseParameters": headers,
+        "responseTemplates": ERROR_TEMPLATE,
+        "defaultResponse": False,
+    }
 
 
 def preflight_method(origin: str = ORIGIN) -> dict:
     """GetMethod of the OPTIONS deploy makes, as AWS answers it."""
     headers = {name: value.replace(ORIGIN, origin) for name, value in PREFLIGHT_HEADERS.items()}
     return {
-        "httpMethod": "OPTIONS", "authorizationType": "NONE", "apiKeyRequired": False,
+        "httpMethod": "OPTIONS",
+        "authorizationType": "NONE",
+        "apiKeyRequired": False,
         "methodResponses": {"200": {"statusCode": "200", "responseParameters": dict.fromkeys(headers, False)}},
         "methodIntegration": {
-            "type": "MOCK", "requestTemplates": {"application/json": '{"statusCode": 200}'}, "passthroughBehavior": "NEVER",
-            "timeoutInMillis": 29000, "cacheNamespace": RESOURCE_ID, "cacheKeyParameters": [],
-            "integrationResponses": {"200": {"statusCode": "200", "responseParameters": headers,
-                                             "responseTemplates": {"application/json": ""}}},
+            "type": "MOCK",
+            "requestTemplates": {"application/json": '{"statusCode": 200}'},
+            "passthroughBehavior": "NEVER",
+            "timeoutInMillis": 29000,
+            "cacheNamespace": RESOURCE_ID,
+            "cacheKeyParameters": [],
+            "integrationResponses": {
+                "200": {
+                    "statusCode": "200",
+                    "responseParameters": headers,
+                    "responseTemplates": {"application/json": ""},
+                }
+            },
         },
     }
 
 
 def expect_preflight_created(stubs) -> None:
     gateway = stubs["apigateway"]
-    gateway.add_response("put_method", {"httpMethod": "OPTIONS"},
-                         {**WHERE, "authorizationType": "NONE", "apiKeyRequired": False})
-    gateway.add_response("put_method_response", {"statusCode": "200"}, {
-        **WHERE, "statusCode": "200", "responseParameters": dict.fromkeys(PREFLIGHT_HEADERS, False),
-    })
-    gateway.add_response("put_integration", {"type": "MOCK"}, {
-        **WHERE, "type": "MOCK", "requestTemplates": {"application/json": '{"statusCode": 200}'},
-        "passthroughBehavior": "NEVER",
-    })
-    gateway.add_response("put_integration_response", {"statusCode": "200"}, {
-        **WHERE, "statusCode": "200", "responseParameters": PREFLIGHT_HEADERS,
-        "responseTemplates": {"application/json": ""},
-    })
+    gateway.add_response(
+        "put_method", {"httpMethod": "OPTIONS"}, {**WHERE, "authorizationType": "NONE", "apiKeyRequired": False}
+    )
+    gateway.add_response(
+        "put_method_response",
+        {"statusCode": "200"},
+        {
+            **WHERE,
+            "statusCode": "200",
+            "responseParameters": dict.fromkeys(PREFLIGHT_HEADERS, False),
+        },
+    )
+    gateway.add_response(
+        "put_integration",
+        {"type": "MOCK"},
+        {
+            **WHERE,
+            "type": "MOCK",
+            "requestTemplates": {"application/json": '{"statusCode": 200}'},
+            "passthroughBehavior": "NEVER",
+        },
+    )
+    gateway.add_response(
+        "put_integration_response",
+        {"statusCode": "200"},
+        {
+            **WHERE,
+            "statusCode": "200",
+            "responseParameters": PREFLIGHT_HEADERS,
+            "responseTemplates": {"application/json": ""},
+        },
+    )
 
 
 def expect_error_headers_put(stubs) -> None:
     for response_type in ("DEFAULT_4XX", "DEFAULT_5XX"):
-        stubs["apigateway"].add_response("put_gateway_response", ours(response_type), {
-            "restApiId": API, "responseType": response_type, "responseParameters": ERROR_HEADERS,
-            "responseTemplates": ERROR_TEMPLATE,  # no statusCode: each error keeps its own
-        })
+        stubs["apigateway"].add_response(
+            "put_gateway_response",
+            ours(response_type),
+            {
+                "restApiId": API,
+                "responseType": response_type,
+                "responseParameters": ERROR_HEADERS,
+                "responseTemplates": ERROR_TEMPLATE,  # no statusCode: each error keeps its own
+            },
+        )
 
 
 def cors_stack(session, origin: str | None) -> stack.Stack:
-    return stack.Stack(name="iris", model_dir=Path("models/iris"), card={}, session=session,
-                       options=stack.DeployOptions(cors_origin=origin or apigateway.NO_CORS), reporter=Reporter(),
-                       cors_origin=origin)
+    return stack.Stack(
+        name="iris",
+        model_dir=Path("models/iris"),
+        card={},
+        session=session,
+        options=plan.DeployOptions(cors_origin=origin or apigateway.NO_CORS),
+        reporter=Reporter(),
+        cors_origin=origin,
+    )
 
 
 def expect_routes(stubs, *paths: str) -> None:
@@ -461,17 +611,20 @@ def test_a_first_deploy_makes_the_preflight_and_the_error_headers_of_the_console
     gateway = stubs["apigateway"]
     gateway.add_response("get_gateway_responses", aws_gateway_responses(), {"restApiId": API})
     expect_routes(stubs, "/irisprediction")
-    gateway.add_client_error("get_method", "NotFoundException", "Invalid Method identifier specified", 404,
-                             expected_params=WHERE)
+    gateway.add_client_error(
+        "get_method", "NotFoundException", "Invalid Method identifier specified", 404, expected_params=WHERE
+    )
     expect_preflight_created(stubs)
     gateway.add_response("get_gateway_responses", aws_gateway_responses(), {"restApiId": API})
     expect_error_headers_put(stubs)
     built = cors_stack(session, ORIGIN)
 
-    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+    cors.ensure_cors(built, API, RESOURCE_ID, "irisprediction")
 
-    assert built.changes == [f"OPTIONS /irisprediction (CORS preflight for {ORIGIN})",
-                             f"CORS headers for {ORIGIN} on the API's errors"]
+    assert built.changes == [
+        f"OPTIONS /irisprediction (CORS preflight for {ORIGIN})",
+        f"CORS headers for {ORIGIN} on the API's errors",
+    ]
     assert not any(line.startswith("warning") for line in built.reporter.lines)
 
 
@@ -484,7 +637,7 @@ def test_a_second_deploy_with_the_same_origin_only_reads(session, stubs):
     gateway.add_response("get_gateway_responses", present, {"restApiId": API})
     built = cors_stack(session, ORIGIN)
 
-    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+    cors.ensure_cors(built, API, RESOURCE_ID, "irisprediction")
 
     assert built.changes == [] and not any(line.startswith("warning") for line in built.reporter.lines)
 
@@ -502,7 +655,7 @@ def test_a_new_origin_replaces_the_preflight_and_warns_of_the_other_routes(sessi
     expect_error_headers_put(stubs)
     built = cors_stack(session, ORIGIN)
 
-    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+    cors.ensure_cors(built, API, RESOURCE_ID, "irisprediction")
 
     assert len(built.changes) == 2
     warning = next(line for line in built.reporter.lines if line.startswith("warning"))
@@ -519,7 +672,7 @@ def test_no_origin_removes_the_preflight_and_only_l2cs_error_headers(session, st
     gateway.add_response("delete_gateway_response", {}, {"restApiId": API, "responseType": "DEFAULT_4XX"})
     built = cors_stack(session, None)
 
-    stack._ensure_cors(built, API, RESOURCE_ID, "irisprediction")
+    cors.ensure_cors(built, API, RESOURCE_ID, "irisprediction")
 
     assert built.changes == ["OPTIONS /irisprediction removed (no CORS)", "CORS headers removed from the API's errors"]
 
@@ -529,8 +682,10 @@ def test_the_fingerprint_changes_with_the_preflights_origin_and_the_error_header
 
     def fingerprint(origin: str, responses: dict) -> str:
         method = preflight_method(origin)
-        items = [{"id": "root0", "path": "/"},
-                 {"id": RESOURCE_ID, "path": "/irisprediction", "resourceMethods": {"OPTIONS": method}}]
+        items = [
+            {"id": "root0", "path": "/"},
+            {"id": RESOURCE_ID, "path": "/irisprediction", "resourceMethods": {"OPTIONS": method}},
+        ]
         gateway.add_response("get_resources", {"items": items}, {"restApiId": API, "embed": ["methods"]})
         gateway.add_response("get_gateway_responses", responses, {"restApiId": API})
         return apigateway.routes_fingerprint(session, API)
@@ -547,56 +702,77 @@ def test_the_function_answers_for_the_origin_and_for_none_sends_no_cors_header()
     assert functions.environment_from_card(card, "l2c-x")["CORS_ALLOW_ORIGIN"] == ""
 
 
-@pytest.mark.parametrize("given, expected", [
-    (None, None),  # AWS: which site may call an API that bills you is yours to name
-    (ORIGIN, ORIGIN),
-    ("*", "*"),
-    (apigateway.NO_CORS, None),
-])
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        (None, None),  # AWS: which site may call an API that bills you is yours to name
+        (ORIGIN, ORIGIN),
+        ("*", "*"),
+        (apigateway.NO_CORS, None),
+    ],
+)
 def test_on_aws_there_is_no_cors_unless_an_origin_is_given(session, given, expected):
-    assert stack.cors_origin_for(session, stack.DeployOptions(cors_origin=given)) == expected
+    assert cors.cors_origin_for(session, plan.DeployOptions(cors_origin=given)) == expected
 
 
 def test_locally_the_default_origin_is_the_edges_where_the_pages_are_served(session):
-    local = CloudSession(boto=session.boto, region=REGION, account=ACCOUNT, partition="aws", target="local",
-                         endpoints={"*": "http://127.0.0.1:4566"})
-    assert stack.cors_origin_for(local, stack.DeployOptions()) == "http://127.0.0.1:4566"
-    assert stack.cors_origin_for(local, stack.DeployOptions(cors_origin=apigateway.NO_CORS)) is None
-    assert stack.cors_origin_for(local, stack.DeployOptions(cors_origin=ORIGIN)) == ORIGIN
+    local = CloudSession(
+        boto=session.boto,
+        region=REGION,
+        account=ACCOUNT,
+        partition="aws",
+        target="local",
+        endpoints={"*": "http://127.0.0.1:4566"},
+    )
+    assert cors.cors_origin_for(local, plan.DeployOptions()) == "http://127.0.0.1:4566"
+    assert cors.cors_origin_for(local, plan.DeployOptions(cors_origin=apigateway.NO_CORS)) is None
+    assert cors.cors_origin_for(local, plan.DeployOptions(cors_origin=ORIGIN)) == ORIGIN
 
 
 def test_the_plan_says_what_cors_the_api_gets():
-    assert stack._cors_plan_line(None).startswith("no CORS") and "--cors-origin" in stack._cors_plan_line(None)
-    assert "ANY origin" in stack._cors_plan_line("*")
-    assert stack._cors_plan_line(ORIGIN).startswith(f"CORS for {ORIGIN}: an OPTIONS preflight (no key)")
+    assert cors.cors_plan_line(None).startswith("no CORS") and "--cors-origin" in cors.cors_plan_line(None)
+    assert "ANY origin" in cors.cors_plan_line("*")
+    assert cors.cors_plan_line(ORIGIN).startswith(f"CORS for {ORIGIN}: an OPTIONS preflight (no key)")
 
 
-@pytest.mark.parametrize("origin", [
-    "https://example.com", "http://127.0.0.1:4566", "http://localhost:8000", "http://[::1]:8080",
-    "https://a-b.example.co.uk", "chrome-extension://abcdefghijklmnop", "*", "none",
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://example.com",
+        "http://127.0.0.1:4566",
+        "http://localhost:8000",
+        "http://[::1]:8080",
+        "https://a-b.example.co.uk",
+        "chrome-extension://abcdefghijklmnop",
+        "*",
+        "none",
+    ],
+)
 def test_an_origin_as_a_browser_sends_it_is_accepted(origin):
     assert apigateway.check_cors_origin(origin) == origin
-    stack.check_options(stack.DeployOptions(cors_origin=origin))
+    plan.check_options(plan.DeployOptions(cors_origin=origin))
 
 
-@pytest.mark.parametrize("origin, says", [
-    ("https://example.com/", "has a path: an origin is scheme://host[:port] only, here https://example.com"),
-    ("https://example.com/app/index.html", "has a path"),
-    ("https://example.com?x=1", "has a path"),
-    ("https://Example.com", "browsers send origins in lower case (https://example.com)"),
-    ("https://example.com:443", "browsers send this origin as https://example.com"),
-    ("http://example.com:80", "browsers send this origin as http://example.com"),
-    ("http://127.0.0.1:99999", "port 99999 is out of range"),
-    ("example.com", "is not an origin: give scheme://host[:port]"),
-    ("https://user@example.com", "is not an origin"),
-    ("https://exa'mple.com", "is not an origin"),
-    ("", "is not an origin"),
-    ("null", "pages opened from a file"),
-])
+@pytest.mark.parametrize(
+    "origin, says",
+    [
+        ("https://example.com/", "has a path: an origin is scheme://host[:port] only, here https://example.com"),
+        ("https://example.com/app/index.html", "has a path"),
+        ("https://example.com?x=1", "has a path"),
+        ("https://Example.com", "browsers send origins in lower case (https://example.com)"),
+        ("https://example.com:443", "browsers send this origin as https://example.com"),
+        ("http://example.com:80", "browsers send this origin as http://example.com"),
+        ("http://127.0.0.1:99999", "port 99999 is out of range"),
+        ("example.com", "is not an origin: give scheme://host[:port]"),
+        ("https://user@example.com", "is not an origin"),
+        ("https://exa'mple.com", "is not an origin"),
+        ("", "is not an origin"),
+        ("null", "pages opened from a file"),
+    ],
+)
 def test_anything_else_is_refused_in_one_line_before_any_aws_call(origin, says):
     with pytest.raises(CloudError) as refusal:
-        stack.check_options(stack.DeployOptions(cors_origin=origin))
+        plan.check_options(plan.DeployOptions(cors_origin=origin))
     message = str(refusal.value)
     assert says in message and "\n" not in message
 

@@ -20,14 +20,19 @@ from werkzeug.test import Client
 from l2c.artifact import booster_bytes, load_booster_bytes
 from l2c.serving.container import ContainerApp
 from l2c.serving.engine import ContainerSettings, Engine
+from tests.profiles import examples
 from tests.reference import container as reference
 
 FEATURES = 4
 CLASSES = 3
-MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SOME = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+MANY = settings(
+    max_examples=examples(2000), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+SOME = settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 # What a leaked Python traceback or XGBoost's own source location would look like in a body.
-LEAK_MARKERS = ("Traceback", 'File "', ".cc:", ".py\", line", "Stack trace")
+LEAK_MARKERS = ("Traceback", 'File "', ".cc:", '.py", line', "Stack trace")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +53,34 @@ def engine() -> Engine:
 NUMBERS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers(min_value=-(10**40), max_value=10**40).map(str),
-    st.sampled_from(["", "nan", "NaN", "-nan", "inf", "-inf", "1e39", "-3.4e38", "1e-50", ".5", "5.", "+1", "1_0",
-                     "0x1p3", "١", "1e", "e1", "--1", " 1", "1 ", "\t2", "null", "None", "true"]),
+    st.sampled_from(
+        [
+            "",
+            "nan",
+            "NaN",
+            "-nan",
+            "inf",
+            "-inf",
+            "1e39",
+            "-3.4e38",
+            "1e-50",
+            ".5",
+            "5.",
+            "+1",
+            "1_0",
+            "0x1p3",
+            "١",
+            "1e",
+            "e1",
+            "--1",
+            " 1",
+            "1 ",
+            "\t2",
+            "null",
+            "None",
+            "true",
+        ]
+    ),
 )
 JUNK = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=6)
 CELL = st.one_of(NUMBERS, NUMBERS, NUMBERS, JUNK)
@@ -81,7 +112,9 @@ def libsvm_bodies(draw) -> bytes:
         label = draw(st.sampled_from(["0", "1", "2.5", "", "x"]))
         pairs = []
         for _ in range(draw(st.integers(0, 6))):
-            index = draw(st.one_of(st.integers(-2, FEATURES + 2).map(str), st.sampled_from(["10000000", "a", "", "1.5"])))
+            index = draw(
+                st.one_of(st.integers(-2, FEATURES + 2).map(str), st.sampled_from(["10000000", "a", "", "1.5"]))
+            )
             pairs.append(f"{index}:{draw(NUMBERS)}" if draw(st.integers(0, 9)) else draw(JUNK))
         lines.append(" ".join([label, *pairs]))
     return "\n".join(lines).encode("utf-8", "replace")
@@ -89,14 +122,42 @@ def libsvm_bodies(draw) -> bytes:
 
 BODIES = st.one_of(csv_bodies(), libsvm_bodies(), st.binary(max_size=300))
 CONTENT_TYPES = st.one_of(
-    st.sampled_from(["text/csv", "text/csv", "csv", "text/csv; charset=utf-8", "text/csv;label_size=1",
-                     "text/csv;label_size=2", "text/libsvm", "text/x-libsvm", "libsvm", None, "application/json",
-                     "application/x-parquet", "application/x-recordio-protobuf", "TEXT/CSV", "text/csvx", ""]),
+    st.sampled_from(
+        [
+            "text/csv",
+            "text/csv",
+            "csv",
+            "text/csv; charset=utf-8",
+            "text/csv;label_size=1",
+            "text/csv;label_size=2",
+            "text/libsvm",
+            "text/x-libsvm",
+            "libsvm",
+            None,
+            "application/json",
+            "application/x-parquet",
+            "application/x-recordio-protobuf",
+            "TEXT/CSV",
+            "text/csvx",
+            "",
+        ]
+    ),
     st.text(max_size=30),
 )
 ACCEPTS = st.one_of(
-    st.sampled_from([None, "*/*", "text/csv", "application/json", "application/jsonlines",
-                     "application/x-recordio-protobuf", "text/html", "application/json; q=0.9", ""]),
+    st.sampled_from(
+        [
+            None,
+            "*/*",
+            "text/csv",
+            "application/json",
+            "application/jsonlines",
+            "application/x-recordio-protobuf",
+            "text/html",
+            "application/json; q=0.9",
+            "",
+        ]
+    ),
     st.text(max_size=20),
 )
 
@@ -158,8 +219,10 @@ def test_no_body_header_or_accept_makes_the_engine_fail(engine, body, content_ty
 
 def call_app(app, body: bytes, headers: list[tuple[bytes, bytes]], chunk: int) -> tuple[int, bytes, dict]:
     """One POST /invocations through the ASGI interface, the body arriving in chunks."""
-    pieces = [body[i:i + chunk] for i in range(0, len(body), chunk)] or [b""]
-    messages = [{"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1} for i, piece in enumerate(pieces)]
+    pieces = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    messages = [
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1} for i, piece in enumerate(pieces)
+    ]
     sent = []
 
     async def receive():
@@ -176,10 +239,12 @@ def call_app(app, body: bytes, headers: list[tuple[bytes, bytes]], chunk: int) -
 
 
 @SOME
-@given(body=BODIES, content_type=CONTENT_TYPES, accept=ACCEPTS, chunk=st.integers(1, 4096),
-       lie_about_length=st.booleans())
-def test_the_http_face_answers_every_request_with_a_sound_status(engine, body, content_type, accept, chunk,
-                                                                 lie_about_length):
+@given(
+    body=BODIES, content_type=CONTENT_TYPES, accept=ACCEPTS, chunk=st.integers(1, 4096), lie_about_length=st.booleans()
+)
+def test_the_http_face_answers_every_request_with_a_sound_status(
+    engine, body, content_type, accept, chunk, lie_about_length
+):
     small_limit = ContainerSettings(max_content_length=2048)
     app = ContainerApp(Engine(engine.model, small_limit))
     headers = []

@@ -81,8 +81,7 @@ def unclosed_ubjson(depth: int = 300) -> bytes:
 
 def deeply_nested_ubjson(depth: int = 100_000) -> bytes:
     """Balanced but 100,000 arrays deep: XGBoost's recursive parser overflows its stack."""
-    return (b"{" + _ubj_key(b"learner") + b"[" * depth + b"]" * depth
-            + _ubj_key(b"version") + b"[i\x03i\x02i\x00]}")
+    return b"{" + _ubj_key(b"learner") + b"[" * depth + b"]" * depth + _ubj_key(b"version") + b"[i\x03i\x02i\x00]}"
 
 
 def wide(booster: xgb.Booster, num_feature: int = 250_000_000) -> bytes:
@@ -101,7 +100,9 @@ def tarball(*members: tuple[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def bzip2_bomb(declared_size: int, starts_with: bytes = b"", name: str = "xgboost-model", zeros: int | None = None) -> bytes:
+def bzip2_bomb(
+    declared_size: int, starts_with: bytes = b"", name: str = "xgboost-model", zeros: int | None = None
+) -> bytes:
     """A bzip2 tar whose member declares ``declared_size`` bytes, of which ``zeros`` (all, by
     default) follow ``starts_with``. bzip2 files may be a series of streams, so one compressed
     MiB of zeros repeated makes a gigabyte in a few kilobytes, built in milliseconds."""
@@ -168,10 +169,16 @@ def hostile_artifacts(booster) -> dict[str, tuple[bytes, str]]:
     }
 
 
-@pytest.mark.parametrize("kind", [
-    "crashes XGBoost's parser", "eats memory in XGBoost's parser", "splits on a feature it does not have",
-    "splits on the feature just past its width", "declares 250 million features",
-])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "crashes XGBoost's parser",
+        "eats memory in XGBoost's parser",
+        "splits on a feature it does not have",
+        "splits on the feature just past its width",
+        "declares 250 million features",
+    ],
+)
 def test_a_hostile_booster_is_refused_in_a_child_with_one_clear_line(booster, kind):
     data, expected = hostile_artifacts(booster)[kind]
     verdict = sandbox.check_artifact(data)
@@ -260,8 +267,13 @@ def test_load_booster_bytes_turns_every_failure_into_one_clear_line(booster):
     no_version = as_json(booster)
     no_version["version"] = []
     no_learner = {"version": [3, 2, 0]}
-    for data in (json.dumps(no_version).encode(), json.dumps(no_learner).encode(), b'{"version": [3, 2, 0]',
-                 b"{" + b'"a": [' * 100_000, wide(booster)):
+    for data in (
+        json.dumps(no_version).encode(),
+        json.dumps(no_learner).encode(),
+        b'{"version": [3, 2, 0]',
+        b"{" + b'"a": [' * 100_000,
+        wide(booster),
+    ):
         with pytest.raises(ArtifactError) as caught:
             artifact.load_booster_bytes(data)
         assert_one_clear_line(str(caught.value))
@@ -317,12 +329,17 @@ def test_the_runtime_survives_a_bad_artifact_checks_it_once_and_keeps_serving_th
     plane.add("wide", tarball(("xgboost-model", wide(booster))))
     app = RuntimeApp(control_plane=plane, refresh_seconds=0.0, rng=random.Random(0))
     with start_in_thread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+
         def invoke(name: str) -> httpx.Response:
-            return client.post(f"/endpoints/{name}/invocations", content=b"1,2,3,4", headers={"Content-Type": "text/csv"})
+            return client.post(
+                f"/endpoints/{name}/invocations", content=b"1,2,3,4", headers={"Content-Type": "text/csv"}
+            )
 
         assert invoke("good").status_code == 200
-        for name, reason in (("crash", "XGBoost crashed while loading the model (signal 11, SIGSEGV)"),
-                             ("wide", "the booster declares 250000000 features")):
+        for name, reason in (
+            ("crash", "XGBoost crashed while loading the model (signal 11, SIGSEGV)"),
+            ("wide", "the booster declares 250000000 features"),
+        ):
             answers = [invoke(name) for _ in range(3)]
             for answer in answers:
                 assert answer.status_code == 424 and answer.headers["x-amzn-errortype"] == "ModelError"

@@ -1,11 +1,12 @@
-"""The iam/ templates: rendered, linted with parliament, and held to least privilege."""
+"""The src/l2c/iam/ templates: rendered, linted with parliament, and held to least privilege."""
 
 import json
+from types import SimpleNamespace
 
 import parliament
 import pytest
 
-from l2c.cloud import policies
+from l2c.cloud import container, policies, roles, sagemaker
 
 VALUES = {
     "Partition": "aws",
@@ -74,14 +75,20 @@ def test_the_linter_does_catch_a_bad_policy():
         "Version": "2012-10-17",
         "Statement": [
             {"Effect": "Allow", "Action": "sagemaker:InvokeEndpont", "Resource": "*"},
-            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"},
+            {
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/x",
+            },
         ],
     }
     issues = {issue for issue, _, _ in lint(wrong)}
     assert {"UNKNOWN_ACTION", "RESOURCE_MISMATCH"} <= issues
     leaky = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "iam:CreateAccessKey"], "Resource": "*"}],
+        "Statement": [
+            {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "iam:CreateAccessKey"], "Resource": "*"}
+        ],
     }
     assert "CREDENTIALS_EXPOSURE" in {issue for issue, _, _ in lint(leaky)}, "the ECR exception must stay narrow"
 
@@ -101,7 +108,9 @@ def test_only_the_registry_login_is_granted_on_every_resource(name):
 def test_the_lambda_may_invoke_exactly_its_endpoint_by_its_lower_case_arn():
     policy = policies.render_policy("lambda-invoke-endpoint-policy", **VALUES)
     invoke = [stmt for stmt in statements(policy) if stmt["Action"] == "sagemaker:InvokeEndpoint"]
-    assert [stmt["Resource"] for stmt in invoke] == ["arn:aws:sagemaker:us-east-1:123456789012:endpoint/l2c-iris-endpoint"]
+    assert [stmt["Resource"] for stmt in invoke] == [
+        "arn:aws:sagemaker:us-east-1:123456789012:endpoint/l2c-iris-endpoint"
+    ]
 
 
 def test_the_lambda_writes_only_its_own_log_group():
@@ -122,7 +131,9 @@ def test_sagemaker_reads_only_the_model_prefix_and_logs_keep_the_endpoint_case()
     listing = by_sid["ListOnlyTheModelPrefix"]
     assert listing["Resource"] == "arn:aws:s3:::l2c-models-123456789012"
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["models/iris/*"]}}
-    assert by_sid["PullTheXGBoostImage"]["Resource"] == "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
+    assert (
+        by_sid["PullTheXGBoostImage"]["Resource"] == "arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-xgboost"
+    )
     # CloudWatch keeps the endpoint name as given, unlike SageMaker's own ARNs
     assert by_sid["WriteTheEndpointLogs"]["Resource"].endswith("log-group:/aws/sagemaker/Endpoints/L2C-Iris-Endpoint:*")
 
@@ -178,10 +189,22 @@ def test_the_partition_is_given_never_guessed_from_the_region():
     assert all(stmt["Resource"].startswith("arn:aws-eusc:") for stmt in statements(policy))
 
 
-def test_policy_json_is_the_compact_rendered_document():
-    text = policies.policy_json("sagemaker-trust-policy", **VALUES)
-    assert json.loads(text) == policies.render_policy("sagemaker-trust-policy", **VALUES)
-    assert " " not in text
+def test_the_role_documents_iam_is_sent_are_the_rendered_templates():
+    # iam.ensure_role sends json.dumps of the spec's documents (create_role, put_role_policy).
+    session = SimpleNamespace(partition="aws", region="us-east-1", account="123456789012")
+    spec = roles.sagemaker_role_spec(session, "iris", "l2c-models-123456789012")
+    values = {
+        **VALUES,
+        "BucketName": "l2c-models-123456789012",
+        "ModelPrefix": "iris/",
+        "ImageAccount": policies.image_account(container.image_uri("us-east-1")),
+        "EndpointName": sagemaker.endpoint_name("iris"),
+    }
+    for template, document in (
+        ("sagemaker-trust-policy", spec.trust_policy),
+        ("sagemaker-execution-policy", spec.policy),
+    ):
+        assert json.loads(json.dumps(document)) == policies.render_policy(template, **values)
 
 
 def test_image_account_comes_from_the_image_uri():

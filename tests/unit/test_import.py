@@ -104,13 +104,17 @@ def test_a_compressed_joblib_dump_is_read_as_a_pickle(tutorial_classifier, tmp_p
         joblib.dump(model, path, compress=(compress, 3))
         assert detect_format(path.read_bytes()) == "pickle"
         folder = import_model(path, f"iris-{compress}", tmp_path / "models", trust_pickle=True, on_note=quiet)
-        assert np.allclose(artifact.predict_like_container(booster_of(folder), x_test), model.predict_proba(x_test), atol=1e-6)
+        assert np.allclose(
+            artifact.predict_like_container(booster_of(folder), x_test), model.predict_proba(x_test), atol=1e-6
+        )
 
 
 def test_a_ubj_regressor_is_imported_with_its_names(ubj_regressor, tmp_path):
     model, path, x, names = ubj_regressor
     sample = tmp_path / "rows.csv"
-    sample.write_text(",".join(names) + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x[:20]) + "\n")
+    sample.write_text(
+        ",".join(names) + "\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in x[:20]) + "\n"
+    )
     folder = import_model(path, "house-own", tmp_path, feature_names=names, sample_csv=sample, on_note=quiet)
     card = json.loads((folder / "model_card.json").read_text())
     assert card["task"] == "regression" and card["class_labels"] is None
@@ -127,7 +131,9 @@ def test_a_json_booster_and_a_tarball_made_elsewhere_are_imported(ubj_regressor,
     booster.save_model(as_json)
     tarball = artifact.write_tarball(booster, tmp_path / "elsewhere" / "model.tar.gz")
     for source, kind in ((as_json, "json"), (tarball, "model.tar.gz")):
-        folder = import_model(source, f"house-{kind[:4].strip('.')}", tmp_path / "models", task="regression", on_note=quiet)
+        folder = import_model(
+            source, f"house-{kind[:4].strip('.')}", tmp_path / "models", task="regression", on_note=quiet
+        )
         assert json.loads((folder / "model_card.json").read_text())["imported_from"]["format"] == kind
         assert np.allclose(artifact.predict_like_container(booster_of(folder), x), model.predict(x), atol=1e-5)
 
@@ -158,7 +164,9 @@ def test_a_scikit_learn_pipeline_is_refused(tmp_path):
 def test_a_random_forest_is_refused(tmp_path):
     x, y = load_iris(return_X_y=True)
     joblib.dump(RandomForestClassifier(n_estimators=2).fit(x, y), tmp_path / "forest.joblib")
-    with pytest.raises(ImportRefused, match="RandomForestClassifier.*XGBClassifier, XGBRegressor.*scikit-learn container"):
+    with pytest.raises(
+        ImportRefused, match="RandomForestClassifier.*XGBClassifier, XGBRegressor.*scikit-learn container"
+    ):
         import_model(tmp_path / "forest.joblib", "forest", tmp_path / "models", trust_pickle=True, on_note=quiet)
 
 
@@ -241,7 +249,16 @@ def l2c(*args, cwd):
 
 def test_the_command_imports_and_checks(tutorial_classifier, tmp_path):
     _, path, _, _ = tutorial_classifier
-    result = l2c("import", str(path), "--name", "iris-own", "--trust-pickle", "--class-labels", ",".join(IRIS_LABELS), cwd=tmp_path)
+    result = l2c(
+        "import",
+        str(path),
+        "--name",
+        "iris-own",
+        "--trust-pickle",
+        "--class-labels",
+        ",".join(IRIS_LABELS),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "warning: --trust-pickle" in result.stderr
     assert "l2c deploy iris-own" in result.stdout

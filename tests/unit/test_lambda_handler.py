@@ -220,7 +220,12 @@ def test_named_features_are_sent_in_the_model_order(handler, stub, monkeypatch):
 
 
 def test_a_list_of_named_rows(handler, stub):
-    expect_call(stub, "l2c-iris", IRIS_ROW + b"\n6.2,2.9,4.3,1.3", {"predictions": [{"score": [0.9, 0.05, 0.05]}, {"score": [0.1, 0.8, 0.1]}]})
+    expect_call(
+        stub,
+        "l2c-iris",
+        IRIS_ROW + b"\n6.2,2.9,4.3,1.3",
+        {"predictions": [{"score": [0.9, 0.05, 0.05]}, {"score": [0.1, 0.8, 0.1]}]},
+    )
     rows = [
         {"Sepal Length": 5.1, "sepal_width": 3.3, "petal length": 1.7, "petal width": 0.5},
         {"sepal length": 6.2, "sepal width": 2.9, "petal length": 4.3, "petal width": 1.3},
@@ -255,7 +260,12 @@ def test_a_flat_instance_list_is_one_row(handler, stub):
 
 
 def test_a_raw_csv_body_is_accepted_with_a_csv_content_type(handler, stub):
-    expect_call(stub, "l2c-iris", IRIS_ROW + b"\n6.2,2.9,4.3,1.3", {"predictions": [{"score": [0.9, 0.05, 0.05]}, {"score": [0.1, 0.8, 0.1]}]})
+    expect_call(
+        stub,
+        "l2c-iris",
+        IRIS_ROW + b"\n6.2,2.9,4.3,1.3",
+        {"predictions": [{"score": [0.9, 0.05, 0.05]}, {"score": [0.1, 0.8, 0.1]}]},
+    )
     event = proxy_event("5.1,3.3,1.7,0.5\n6.2,2.9,4.3,1.3\n", content_type="text/csv; charset=utf-8")
     assert handler.lambda_handler(event, None)["statusCode"] == 200
 
@@ -356,7 +366,9 @@ def test_binary_classifier_score_is_the_probability_of_the_second_label(handler,
 )
 def test_unusable_model_output_is_a_502(handler, monkeypatch, answer, fragment):
     use_client(handler, monkeypatch, CannedClient(answer))
-    check_error(handler.lambda_handler(proxy_event('{"data": "5.1,3.3,1.7,0.5"}'), None), 502, "bad_model_output", fragment)
+    check_error(
+        handler.lambda_handler(proxy_event('{"data": "5.1,3.3,1.7,0.5"}'), None), 502, "bad_model_output", fragment
+    )
 
 
 # --------------------------------------------------------------------------- caller mistakes
@@ -396,7 +408,7 @@ BAD_REQUESTS = [
     ('{"data": "5.1,3.3,1.7,-1e39"}', "out_of_range", "row 1, value 4 is -1e39"),
     ('{"data": "5.1,3.3,1.7,0.5\\n5.1,3.3,1.7,3.5E+38"}', "out_of_range", "row 2, value 4 is 3.5E+38"),
     ('{"instances": [[5.1, 1e39, 1.7, 0.5]]}', "out_of_range", "row 1, value 2 is 1e+39"),
-    ('{"instances": [[5.1, -' + "9" * 39 + ', 1.7, 0.5]]}', "out_of_range", "is -1e+39, beyond"),
+    ('{"instances": [[5.1, -' + "9" * 39 + ", 1.7, 0.5]]}", "out_of_range", "is -1e+39, beyond"),
     (
         '{"features": {"sepal length": 5.1, "sepal width": 3.3, "petal length": 1.7, "petal width": 4e38}}',
         "out_of_range",
@@ -405,7 +417,7 @@ BAD_REQUESTS = [
     ('{"instances": [[5.1, NaN, 1.7, 0.5]]}', "non_finite", "row 1, value 2"),
     ('{"instances": [[5.1, 3.3, 1.7, 0.5], [5.1, Infinity, 1.7, 0.5]]}', "non_finite", "row 2, value 2"),
     ('{"instances": [[5.1, 1e400, 1.7, 0.5]]}', "non_finite", "row 1, value 2"),
-    ('{"instances": [[5.1, 1' + "0" * 400 + ', 1.7, 0.5]]}', "non_finite", "row 1, value 2"),
+    ('{"instances": [[5.1, 1' + "0" * 400 + ", 1.7, 0.5]]}", "non_finite", "row 1, value 2"),
     ('{"instances": [[5.1, true, 1.7, 0.5]]}', "not_a_number", "row 1, value 2 is true"),
     ('{"instances": [[5.1, null, 1.7, 0.5]]}', "not_a_number", "row 1, value 2 is null"),
     ('{"instances": [[5.1, [3.3], 1.7, 0.5]]}', "not_a_number", "row 1, value 2 is a list"),
@@ -466,7 +478,10 @@ def test_the_float32_limit_is_where_float32_turns_a_value_infinite(handler, monk
     for kept in (largest, -largest, "3.4028235e38", "-3.4028235E+38"):
         assert handler.lambda_handler({"instances": [[5.1, 3.3, 1.7, kept]]}, None) == IRIS_ANSWER
     assert [call["Body"].rsplit(b",", 1)[1] for call in client.calls] == [
-        repr(largest).encode(), repr(-largest).encode(), b"3.4028235e+38", b"-3.4028235e+38"
+        repr(largest).encode(),
+        repr(-largest).encode(),
+        b"3.4028235e+38",
+        b"-3.4028235e+38",
     ]
     for refused in (handler.FLOAT32_OVERFLOW, -handler.FLOAT32_OVERFLOW, "3.40282357e38"):
         result = handler.lambda_handler({"instances": [[5.1, 3.3, 1.7, refused]]}, None)
@@ -499,7 +514,9 @@ def test_too_many_rows(handler, monkeypatch):
     monkeypatch.setenv("MAX_ROWS", "2")
     client = use_client(handler, monkeypatch, CannedClient(IRIS_SCORES))
     body = json.dumps({"data": "\n".join(["5.1,3.3,1.7,0.5"] * 3)})
-    check_error(handler.lambda_handler(proxy_event(body), None), 400, "too_many_rows", "3 rows in one request; the limit is 2")
+    check_error(
+        handler.lambda_handler(proxy_event(body), None), 400, "too_many_rows", "3 rows in one request; the limit is 2"
+    )
     assert client.calls == []
 
 
@@ -542,7 +559,12 @@ def test_without_a_feature_count_rows_must_agree_with_each_other(handler, monkey
     monkeypatch.delenv("FEATURE_NAMES")
     client = use_client(handler, monkeypatch, CannedClient(IRIS_SCORES))
     body = json.dumps({"data": "5.1,3.3,1.7,0.5\n5.1,3.3,1.7"})
-    check_error(handler.lambda_handler(proxy_event(body), None), 400, "wrong_feature_count", "row 2 has 3 values but row 1 has 4")
+    check_error(
+        handler.lambda_handler(proxy_event(body), None),
+        400,
+        "wrong_feature_count",
+        "row 2 has 3 values but row 1 has 4",
+    )
     handler.lambda_handler(proxy_event(json.dumps({"data": "5.1,3.3,1.7,0.5"})), None)
     assert [call["Body"] for call in client.calls] == [IRIS_ROW]
 
@@ -551,8 +573,10 @@ def test_without_a_feature_count_rows_must_agree_with_each_other(handler, monkey
 def test_other_methods_are_405_and_options_is_a_cors_preflight(handler, monkeypatch, fixture):
     client = use_client(handler, monkeypatch, CannedClient(IRIS_SCORES))
     event = load_event(fixture)
-    set_method = (lambda m: event.__setitem__("httpMethod", m)) if "httpMethod" in event else (
-        lambda m: event["requestContext"]["http"].__setitem__("method", m)
+    set_method = (
+        (lambda m: event.__setitem__("httpMethod", m))
+        if "httpMethod" in event
+        else (lambda m: event["requestContext"]["http"].__setitem__("method", m))
     )
     set_method("GET")
     response = handler.lambda_handler(event, None)
@@ -582,12 +606,24 @@ def error_event():
 @pytest.mark.parametrize(
     "code, message, http_status, modeled, status, error, fragment, retry_after",
     [
-        ("ValidationError", "Endpoint l2c-iris of account 123456789012 not found.", 400, None, 503, "endpoint_not_found", "l2c-iris", True),
+        (
+            "ValidationError",
+            "Endpoint l2c-iris of account 123456789012 not found.",
+            400,
+            None,
+            503,
+            "endpoint_not_found",
+            "l2c-iris",
+            True,
+        ),
         (
             "ModelError",
             'Received client error (415) from primary with message "Loading csv data failed with Exception".',
             424,
-            {"OriginalStatusCode": 415, "OriginalMessage": "Loading csv data failed with Exception, please ensure data is in csv format"},
+            {
+                "OriginalStatusCode": 415,
+                "OriginalMessage": "Loading csv data failed with Exception, please ensure data is in csv format",
+            },
             400,
             "model_rejected_input",
             "the model refused these rows",
@@ -603,16 +639,36 @@ def error_event():
             "the model could not answer this request",
             False,
         ),
-        ("ModelError", "Received server error (500) from primary", 424, None, 502, "model_error", "could not answer", False),
+        (
+            "ModelError",
+            "Received server error (500) from primary",
+            424,
+            None,
+            502,
+            "model_error",
+            "could not answer",
+            False,
+        ),
         ("ThrottlingException", "Rate exceeded", 400, None, 429, "throttled", "retry", True),
         ("SomethingNew", "Too Many Requests", 429, None, 429, "throttled", "retry", True),
         ("ModelNotReadyException", "Model is not ready", 429, None, 503, "model_unavailable", "not ready", True),
         ("ServiceUnavailable", "Service is unavailable", 503, None, 503, "model_unavailable", "not ready", True),
         ("InternalFailure", "An internal error occurred", 500, None, 500, "internal_error", "", False),
-        ("ValidationError", "1 validation error detected: Value at 'body' failed", 400, None, 500, "internal_error", "", False),
+        (
+            "ValidationError",
+            "1 validation error detected: Value at 'body' failed",
+            400,
+            None,
+            500,
+            "internal_error",
+            "",
+            False,
+        ),
     ],
 )
-def test_endpoint_errors_map_to_statuses(handler, stub, code, message, http_status, modeled, status, error, fragment, retry_after):
+def test_endpoint_errors_map_to_statuses(
+    handler, stub, code, message, http_status, modeled, status, error, fragment, retry_after
+):
     stub.add_client_error(
         "invoke_endpoint",
         service_error_code=code,
@@ -644,8 +700,18 @@ LOG_STREAM = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpo
 @pytest.mark.parametrize(
     "original_status, status, code, message",
     [
-        (400, 400, "model_rejected_input", "the model refused these rows; check that each row holds the model's columns in order"),
-        (415, 400, "model_rejected_input", "the model refused these rows; check that each row holds the model's columns in order"),
+        (
+            400,
+            400,
+            "model_rejected_input",
+            "the model refused these rows; check that each row holds the model's columns in order",
+        ),
+        (
+            415,
+            400,
+            "model_rejected_input",
+            "the model refused these rows; check that each row holds the model's columns in order",
+        ),
         (500, 502, "model_error", "the model could not answer this request"),
         (503, 502, "model_error", "the model could not answer this request"),
     ],
@@ -660,7 +726,11 @@ def test_the_containers_own_words_go_to_the_log_and_not_to_the_caller(
         f"See https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:group="
         f"/aws/sagemaker/Endpoints/l2c-iris in account 123456789012 for more information.",
         http_status_code=424,
-        modeled_fields={"OriginalStatusCode": original_status, "OriginalMessage": CONTAINER_TRACE, "LogStreamArn": LOG_STREAM},
+        modeled_fields={
+            "OriginalStatusCode": original_status,
+            "OriginalMessage": CONTAINER_TRACE,
+            "LogStreamArn": LOG_STREAM,
+        },
     )
     response = handler.lambda_handler(error_event(), FakeContext(request_id="req-model"))
     payload = check_error(response, status, code)
@@ -680,7 +750,10 @@ def test_the_containers_own_words_go_to_the_log_and_not_to_the_caller(
 def test_a_direct_invocation_gets_the_same_generic_model_error(handler, monkeypatch):
     error = ClientError(
         {
-            "Error": {"Code": "ModelError", "Message": f'Received server error (500) from primary with message "{CONTAINER_TRACE}"'},
+            "Error": {
+                "Code": "ModelError",
+                "Message": f'Received server error (500) from primary with message "{CONTAINER_TRACE}"',
+            },
             "OriginalStatusCode": 500,
             "OriginalMessage": CONTAINER_TRACE,
             "LogStreamArn": LOG_STREAM,
@@ -703,7 +776,11 @@ def test_a_direct_invocation_gets_the_same_generic_model_error(handler, monkeypa
     [
         (ReadTimeoutError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"), 504, "timeout"),
         (ConnectTimeoutError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"), 504, "timeout"),
-        (EndpointConnectionError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"), 503, "endpoint_unreachable"),
+        (
+            EndpointConnectionError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com"),
+            503,
+            "endpoint_unreachable",
+        ),
     ],
 )
 def test_transport_failures(handler, monkeypatch, error, status, code):
@@ -729,7 +806,13 @@ def test_missing_endpoint_name_is_a_configuration_error(handler, monkeypatch):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("MAX_ROWS", "many"), ("MAX_ROWS", "0"), ("FEATURE_COUNT", "-4"), ("INVOKE_TIMEOUT_SECONDS", "nan"), ("CLASS_LABELS", "a,b,a")],
+    [
+        ("MAX_ROWS", "many"),
+        ("MAX_ROWS", "0"),
+        ("FEATURE_COUNT", "-4"),
+        ("INVOKE_TIMEOUT_SECONDS", "nan"),
+        ("CLASS_LABELS", "a,b,a"),
+    ],
 )
 def test_bad_settings_are_reported_by_name(handler, monkeypatch, name, value):
     monkeypatch.setenv(name, value)

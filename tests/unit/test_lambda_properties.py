@@ -12,6 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.profiles import examples
+
 EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 FEATURES = 4
 MAX_ROWS = 5
@@ -24,7 +26,7 @@ ENVIRONMENT = {
 }
 REST_TEMPLATE = json.loads((EVENTS / "rest-iris.json").read_text())
 HTTP_TEMPLATE = json.loads((EVENTS / "http-api-v2-iris.json").read_text())
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ASCII_BLANKS = " \t\r\n\x0b\x0c"
 
 
@@ -154,7 +156,9 @@ def formatted(values):
 
 
 good_cells = formatted(st.floats(allow_nan=False, allow_infinity=False, min_value=-3.4e38, max_value=3.4e38))
-beyond_float32 = formatted(st.floats(min_value=3.41e38, max_value=1e300) | st.floats(min_value=-1e300, max_value=-3.41e38))
+beyond_float32 = formatted(
+    st.floats(min_value=3.41e38, max_value=1e300) | st.floats(min_value=-1e300, max_value=-3.41e38)
+)
 bad_cells = st.sampled_from(
     ["nan", "NaN", "inf", "-Infinity", "", "abc", "1e999", "0x10", "--1", "5..1", "1_0", "1e39", "-3.5e38"]
     + ["\uff15.1", "\u0663", "5.\u0661", "\u00a05.1", "\u0e53.3"]  # other scripts' digits and blanks
@@ -177,6 +181,8 @@ def infinite_in_float32(value):
     except OverflowError:
         return True
     return False
+
+
 tables = st.lists(st.lists(cells, min_size=1, max_size=FEATURES + 2), min_size=1, max_size=MAX_ROWS + 2)
 
 
@@ -205,7 +211,7 @@ def expected_outcome(table):
     return 200
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(tables)
 def test_csv_rows_are_accepted_exactly_when_well_formed(handler, table):
     text = "\n".join(",".join(row) for row in table)
@@ -230,7 +236,7 @@ json_cells = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(st.lists(json_cells, min_size=FEATURES, max_size=FEATURES), min_size=1, max_size=3))
 def test_instances_are_accepted_exactly_when_every_cell_is_a_finite_number(handler, rows):
     body = json.dumps({"instances": rows})  # NaN and Infinity become JSON's non-standard literals
@@ -250,4 +256,3 @@ def test_instances_are_accepted_exactly_when_every_cell_is_a_finite_number(handl
     assert status == (200 if all(finite(cell) for row in rows for cell in row) else 400), payload
     if status == 400:
         assert payload["error"] in ("non_finite", "not_a_number", "out_of_range")
-

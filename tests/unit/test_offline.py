@@ -35,9 +35,15 @@ def test_the_suite_runs_with_fake_credentials_and_no_aws_files():
 
 
 def test_a_developers_credentials_are_dropped_from_the_environment():
-    laptop = {"AWS_PROFILE": "work", "AWS_SESSION_TOKEN": "t", "AWS_ENDPOINT_URL_S3": "https://s3.example",
-              "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.2/x", "AWS_ACCESS_KEY_ID": "AKIAREAL",
-              "AWS_WEB_IDENTITY_TOKEN_FILE": "/token", "HOME": "/home/someone"}
+    laptop = {
+        "AWS_PROFILE": "work",
+        "AWS_SESSION_TOKEN": "t",
+        "AWS_ENDPOINT_URL_S3": "https://s3.example",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.2/x",
+        "AWS_ACCESS_KEY_ID": "AKIAREAL",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": "/token",
+        "HOME": "/home/someone",
+    }
     suite.pin_offline(laptop)
     assert laptop == {**suite.OFFLINE_AWS, "HOME": "/home/someone"}
 

@@ -22,7 +22,12 @@ IRIS_CARD = {
     "name": "iris",
     "task": "classification",
     "feature_names": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
-    "feature_ranges": {"sepal_length": [4.3, 7.9], "sepal_width": [2.0, 4.4], "petal_length": [1.0, 6.9], "petal_width": [0.1, 2.5]},
+    "feature_ranges": {
+        "sepal_length": [4.3, 7.9],
+        "sepal_width": [2.0, 4.4],
+        "petal_length": [1.0, 6.9],
+        "petal_width": [0.1, 2.5],
+    },
     "class_labels": ["setosa", "versicolor", "virginica"],
     "target": {"name": "species"},
     "booster_sha256": "978b96d0364c" + "0" * 52,
@@ -117,8 +122,11 @@ def test_a_regression_page_carries_the_unit_and_no_nan():
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"feature_names": []}, "no feature_names"), ({"feature_names": "a,b"}, "no feature_names"),
-     ({"task": "ranking"}, "not one of classification, regression")],
+    [
+        ({"feature_names": []}, "no feature_names"),
+        ({"feature_names": "a,b"}, "no feature_names"),
+        ({"task": "ranking"}, "not one of classification, regression"),
+    ],
 )
 def test_a_card_the_page_cannot_use_is_refused(change, message):
     with pytest.raises(PageError, match=message):
@@ -128,7 +136,10 @@ def test_a_card_the_page_cannot_use_is_refused(change, message):
 def test_the_card_records_each_features_range_and_the_targets_unit(trained_models):
     iris = json.loads((trained_models["iris"] / "model_card.json").read_text())
     assert iris["feature_ranges"] == {
-        "sepal_length": [4.3, 7.9], "sepal_width": [2.0, 4.4], "petal_length": [1.0, 6.9], "petal_width": [0.1, 2.5],
+        "sepal_length": [4.3, 7.9],
+        "sepal_width": [2.0, 4.4],
+        "petal_length": [1.0, 6.9],
+        "petal_width": [0.1, 2.5],
     }
     assert iris["target"] == {"name": "species"}
     house = json.loads((trained_models["house-price"] / "model_card.json").read_text())
@@ -148,22 +159,35 @@ def test_a_column_of_missing_values_has_no_range(tmp_path):
 
 def test_the_model_folders_card_is_used_only_for_the_version_deployed(tmp_path, monkeypatch):
     (tmp_path / "model_card.json").write_text(json.dumps(IRIS_CARD))
-    from_function = {"name": "iris", "task": "classification", "feature_names": ["w", "x", "y", "z"], "class_labels": ["a", "b"]}
+    from_function = {
+        "name": "iris",
+        "task": "classification",
+        "feature_names": ["w", "x", "y", "z"],
+        "class_labels": ["a", "b"],
+    }
     monkeypatch.setattr(deployed_page, "card_from_function", lambda session, name: from_function)
     monkeypatch.setattr(deployed_page, "deployed_version", lambda session, name: "978b96d0364c")
     assert deployed_page.find_card(None, "iris", [tmp_path]).card == IRIS_CARD
-    monkeypatch.setattr(deployed_page, "deployed_version", lambda session, name: "aaaaaaaaaaaa")  # retrained, not redeployed
+    monkeypatch.setattr(
+        deployed_page, "deployed_version", lambda session, name: "aaaaaaaaaaaa"
+    )  # retrained, not redeployed
     found = deployed_page.find_card(None, "iris", [tmp_path])
     assert found.card == from_function and found.source == "the deployed function l2c-iris"
 
 
 def test_without_a_card_the_page_takes_the_deployed_functions_columns_and_labels(monkeypatch):
     variables = {"ENDPOINT_NAME": "l2c-iris", "FEATURE_NAMES": "a,b", "CLASS_LABELS": "setosa,versicolor"}
-    monkeypatch.setattr(deployed_page.functions, "get_configuration",
-                        lambda session, name: {"Environment": {"Variables": variables}})
-    monkeypatch.setattr(deployed_page.stack, "deployed_feature_names", lambda session, name: ["a", "b"])
+    monkeypatch.setattr(
+        deployed_page.functions, "get_configuration", lambda session, name: {"Environment": {"Variables": variables}}
+    )
+    monkeypatch.setattr(deployed_page.calling, "deployed_feature_names", lambda session, name: ["a", "b"])
     card = deployed_page.card_from_function(None, "iris")
-    assert card == {"name": "iris", "task": "classification", "feature_names": ["a", "b"], "class_labels": ["setosa", "versicolor"]}
+    assert card == {
+        "name": "iris",
+        "task": "classification",
+        "feature_names": ["a", "b"],
+        "class_labels": ["setosa", "versicolor"],
+    }
     del variables["CLASS_LABELS"]
     assert deployed_page.card_from_function(None, "iris")["task"] == "regression"
 
@@ -173,8 +197,10 @@ def test_without_a_card_the_page_takes_the_deployed_functions_columns_and_labels
 
 @pytest.fixture
 def deployed_iris(monkeypatch):
-    monkeypatch.setattr(deployed_page.stack, "api_access", lambda session, name: (URL, KEY))
-    monkeypatch.setattr(deployed_page, "find_card", lambda session, name, dirs: deployed_page.FoundCard(IRIS_CARD, "models/iris"))
+    monkeypatch.setattr(deployed_page.calling, "api_access", lambda session, name: (URL, KEY))
+    monkeypatch.setattr(
+        deployed_page, "find_card", lambda session, name, dirs: deployed_page.FoundCard(IRIS_CARD, "models/iris")
+    )
 
 
 def test_a_written_page_holds_no_key_unless_asked(tmp_path, deployed_iris):

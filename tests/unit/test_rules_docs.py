@@ -41,7 +41,9 @@ def test_every_test_a_rule_names_exists(registry):
         file = REPO / path
         assert path.startswith("tests/") and file.is_file(), f"{row.id}: {path} is not a file in tests/"
         if name:
-            assert re.search(rf"^(async )?def {re.escape(name)}\(", file.read_text(), re.M), f"{row.id}: no {name} in {path}"
+            assert re.search(rf"^(async )?def {re.escape(name)}\(", file.read_text(), re.M), (
+                f"{row.id}: no {name} in {path}"
+            )
 
 
 def test_one_row_per_rule_id_with_every_operation_it_covers():
@@ -49,7 +51,9 @@ def test_one_row_per_rule_id_with_every_operation_it_covers():
 
     registry = Registry()
     registry.before("s3", "CreateBucket", id="s3.x", source="a", summary="first")(lambda call: None)
-    registry.after("s3", "PutObject", id="s3.x", source="a", summary="first", test="tests/t.py::test_y")(lambda c, r: None)
+    registry.after("s3", "PutObject", id="s3.x", source="a", summary="first", test="tests/t.py::test_y")(
+        lambda c, r: None
+    )
     table = markdown_table(registry)
     assert table.count("`s3.x`") == 1
     assert "s3:CreateBucket (before)<br>s3:PutObject (after)" in table

@@ -31,8 +31,12 @@ def test_an_exit_is_named_by_its_signal_or_its_code():
 
 
 HEALTHY = {"state": "running", "crashes": 0, "restarts": 0, "last_exit": None, "retry_in_s": None}
-CRASHED = {**HEALTHY, "crashes": 1, "restarts": 1,
-           "last_exit": {"code": -11, "reason": "signal 11 (SIGSEGV)", "at": "2030-01-01T12:00:01Z"}}
+CRASHED = {
+    **HEALTHY,
+    "crashes": 1,
+    "restarts": 1,
+    "last_exit": {"code": -11, "reason": "signal 11 (SIGSEGV)", "at": "2030-01-01T12:00:01Z"},
+}
 
 
 def test_a_healthy_runtime_adds_nothing_to_the_status():

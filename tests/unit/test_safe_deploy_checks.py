@@ -21,7 +21,7 @@ import pytest
 from botocore.stub import Stubber
 from typer.testing import CliRunner
 
-from l2c.cloud import functions, s3, stack
+from l2c.cloud import functions, plan, postman, roles, s3, stack
 from l2c.cloud.sagemaker import Hosting
 from l2c.cloud.session import CloudError, CloudSession, write_private
 from l2c.local.rules import iam as iam_rules
@@ -56,10 +56,25 @@ def present(stub: Stubber, bucket: str) -> None:
 
 def test_the_bucket_is_created_in_the_accounts_regional_namespace_and_every_call_names_its_owner(session):
     hardening = [
-        ("put_public_access_block", {"PublicAccessBlockConfiguration": {
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}}),
-        ("put_bucket_encryption", {"ServerSideEncryptionConfiguration": {
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}}),
+        (
+            "put_public_access_block",
+            {
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True,
+                    "IgnorePublicAcls": True,
+                    "BlockPublicPolicy": True,
+                    "RestrictPublicBuckets": True,
+                }
+            },
+        ),
+        (
+            "put_bucket_encryption",
+            {
+                "ServerSideEncryptionConfiguration": {
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                }
+            },
+        ),
         ("put_bucket_policy", {"Policy": json.dumps(s3.tls_only_policy(REGIONAL, "aws"))}),
         ("put_bucket_tagging", {"Tagging": {"TagSet": [{"Key": "l2c:shared", "Value": "true"}]}}),
     ]
@@ -67,10 +82,16 @@ def test_the_bucket_is_created_in_the_accounts_regional_namespace_and_every_call
         missing(stub, REGIONAL)
         missing(stub, GLOBAL)
         missing(stub, REGIONAL)  # ensure_bucket looks once more
-        stub.add_response("create_bucket", {"Location": f"/{REGIONAL}"}, {
-            "Bucket": REGIONAL, "ObjectOwnership": "BucketOwnerEnforced", "BucketNamespace": "account-regional",
-            "CreateBucketConfiguration": {"LocationConstraint": REGION},
-        })
+        stub.add_response(
+            "create_bucket",
+            {"Location": f"/{REGIONAL}"},
+            {
+                "Bucket": REGIONAL,
+                "ObjectOwnership": "BucketOwnerEnforced",
+                "BucketNamespace": "account-regional",
+                "CreateBucketConfiguration": {"LocationConstraint": REGION},
+            },
+        )
         present(stub, REGIONAL)  # the bucket_exists waiter
         for operation, params in hardening:
             stub.add_response(operation, {}, {"Bucket": REGIONAL, **params, **OWNER})
@@ -86,12 +107,25 @@ def test_an_artifact_is_read_and_written_only_in_a_bucket_of_this_account(sessio
     tarball.write_bytes(b"artifact")
     key = "iris/abc/model.tar.gz"
     with Stubber(session.client("s3")) as stub:
-        stub.add_client_error("head_object", "404", "Not Found", 404, expected_params={"Bucket": REGIONAL, "Key": key, **OWNER})
-        stub.add_response("put_object", {}, {
-            "Bucket": REGIONAL, "Key": key, "Body": b"artifact", "ContentType": "application/gzip",
-            "Metadata": {"sha256": "d1"}, "Tagging": "l2c%3Astack=iris", **OWNER,
-        })
-        stub.add_response("list_objects_v2", {"Contents": [{"Key": key}]}, {"Bucket": REGIONAL, "Prefix": "iris/", **OWNER})
+        stub.add_client_error(
+            "head_object", "404", "Not Found", 404, expected_params={"Bucket": REGIONAL, "Key": key, **OWNER}
+        )
+        stub.add_response(
+            "put_object",
+            {},
+            {
+                "Bucket": REGIONAL,
+                "Key": key,
+                "Body": b"artifact",
+                "ContentType": "application/gzip",
+                "Metadata": {"sha256": "d1"},
+                "Tagging": "l2c%3Astack=iris",
+                **OWNER,
+            },
+        )
+        stub.add_response(
+            "list_objects_v2", {"Contents": [{"Key": key}]}, {"Bucket": REGIONAL, "Prefix": "iris/", **OWNER}
+        )
         assert s3.upload_artifact(session, REGIONAL, key, tarball, "d1") is True
         assert s3.list_keys(session, REGIONAL, "iris/") == [key]
         stub.assert_no_pending_responses()
@@ -123,18 +157,24 @@ def test_a_named_bucket_of_the_user_is_used_as_it_is_and_never_deleted(tmp_path)
     with Stubber(session.client("s3")) as stub:
         assert s3.bucket_name(session) == "team-models"
         present(stub, "team-models")
-        stub.add_response("get_bucket_tagging", {"TagSet": [{"Key": "team", "Value": "ml"}]}, {"Bucket": "team-models", **OWNER})
+        stub.add_response(
+            "get_bucket_tagging", {"TagSet": [{"Key": "team", "Value": "ml"}]}, {"Bucket": "team-models", **OWNER}
+        )
         assert s3.ensure_bucket(session, "team-models") is False  # no policy, encryption or tags put
         present(stub, "team-models")
-        stub.add_response("get_bucket_tagging", {"TagSet": [{"Key": "team", "Value": "ml"}]}, {"Bucket": "team-models", **OWNER})
+        stub.add_response(
+            "get_bucket_tagging", {"TagSet": [{"Key": "team", "Value": "ml"}]}, {"Bucket": "team-models", **OWNER}
+        )
         assert s3.delete_bucket_if_empty(session, "team-models") is False
         stub.assert_no_pending_responses()
 
 
-@pytest.mark.parametrize("bad", ["ab", "Team-Models", "-models", "models-", "a..b", "192.168.0.1", "x" * 64, "my_bucket"])
+@pytest.mark.parametrize(
+    "bad", ["ab", "Team-Models", "-models", "models-", "a..b", "192.168.0.1", "x" * 64, "my_bucket"]
+)
 def test_a_bucket_name_s3_would_refuse_is_refused_before_anything(bad):
     with pytest.raises(CloudError, match="not a valid S3 bucket name"):
-        stack.check_options(stack.DeployOptions(bucket=bad))
+        plan.check_options(plan.DeployOptions(bucket=bad))
 
 
 # --------------------------------------------------------------------------- 2. the API key
@@ -142,8 +182,16 @@ def test_a_bucket_name_s3_would_refuse_is_refused_before_anything(bad):
 
 def deployment(target: str = "aws", key: str | None = "a1b2c3d4e5f6g7h8i9j0k1l2m3") -> stack.Deployment:
     return stack.Deployment(
-        stack="iris", region=REGION, target=target, model_version="abc", model_data_url="s3://b/k",
-        endpoint="l2c-iris", endpoint_change="created", function="l2c-iris", api_id="a1", url="https://x/test/iris",
+        stack="iris",
+        region=REGION,
+        target=target,
+        model_version="abc",
+        model_data_url="s3://b/k",
+        endpoint="l2c-iris",
+        endpoint_change="created",
+        function="l2c-iris",
+        api_id="a1",
+        url="https://x/test/iris",
         api_key=key,
     )
 
@@ -178,7 +226,7 @@ def test_files_under_the_state_folder_are_readable_by_their_user_only(tmp_path, 
     monkeypatch.setattr(os, "umask", os.umask)  # restored after the test
     previous = os.umask(0o022)
     try:
-        path = stack.write_postman_environment(make_session(), "https://x/test", "a1b2c3d4e5f6g7h8i9j0k1l2m3")
+        path = postman.write_postman_environment(make_session(), "https://x/test", "a1b2c3d4e5f6g7h8i9j0k1l2m3")
         again = write_private(path, "{}\n")  # rewriting keeps it private
     finally:
         os.umask(previous)
@@ -191,9 +239,9 @@ def test_files_under_the_state_folder_are_readable_by_their_user_only(tmp_path, 
 
 
 def test_the_roles_trust_their_service_only_for_this_account(session):
-    lambda_trust = stack.lambda_role_spec(session, "iris").trust_policy["Statement"][0]
+    lambda_trust = roles.lambda_role_spec(session, "iris").trust_policy["Statement"][0]
     assert lambda_trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
-    sagemaker_trust = stack.sagemaker_role_spec(session, "iris", REGIONAL).trust_policy["Statement"][0]
+    sagemaker_trust = roles.sagemaker_role_spec(session, "iris", REGIONAL).trust_policy["Statement"][0]
     assert sagemaker_trust["Condition"] == {
         "StringEquals": {"aws:SourceAccount": ACCOUNT},
         "ArnLike": {"aws:SourceArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:*"},
@@ -204,8 +252,8 @@ def test_every_arn_of_the_roles_is_in_the_sessions_partition():
     # The European Sovereign Cloud's regions do not start with a prefix a lookup table knew:
     # the rendered policies named arn:aws: there, while the bucket policy said arn:aws-eusc:.
     session = make_session("us-isof-south-1", "aws-iso-f")
-    documents = [stack.lambda_role_spec(session, "iris").policy, stack.lambda_role_spec(session, "iris").trust_policy]
-    spec = stack.sagemaker_role_spec(session, "iris", f"l2c-{ACCOUNT}-us-isof-south-1")
+    documents = [roles.lambda_role_spec(session, "iris").policy, roles.lambda_role_spec(session, "iris").trust_policy]
+    spec = roles.sagemaker_role_spec(session, "iris", f"l2c-{ACCOUNT}-us-isof-south-1")
     documents += [spec.policy, spec.trust_policy]
     arns = [value for document in documents for value in _strings(document) if value.startswith("arn:")]
     assert arns and all(arn.startswith("arn:aws-iso-f:") for arn in arns), arns
@@ -228,7 +276,7 @@ class Role:
 
 
 def test_the_local_cloud_judges_a_trust_policys_conditions_as_iam_does(session):
-    trust = stack.sagemaker_role_spec(session, "iris", REGIONAL).trust_policy
+    trust = roles.sagemaker_role_spec(session, "iris", REGIONAL).trust_policy
     role = Role(trust)
     ours = iam_rules.service_context(ACCOUNT, f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/l2c-iris-abc")
     theirs = iam_rules.service_context("111122223333", f"arn:aws:sagemaker:{REGION}:111122223333:model/x")
@@ -238,44 +286,68 @@ def test_the_local_cloud_judges_a_trust_policys_conditions_as_iam_does(session):
     assert not iam_rules.trusts_service(role, "sagemaker.amazonaws.com", elsewhere)
     assert not iam_rules.trusts_service(role, "sagemaker.amazonaws.com", {})  # a key the request lacks fails
     assert not iam_rules.trusts_service(role, "lambda.amazonaws.com", ours)
-    lenient = Role({"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                   "Action": "sts:AssumeRole",
-                                   "Condition": {"StringEqualsIfExists": {"aws:SourceAccount": ACCOUNT}}}]})
+    lenient = Role(
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {"StringEqualsIfExists": {"aws:SourceAccount": ACCOUNT}},
+                }
+            ]
+        }
+    )
     assert iam_rules.trusts_service(lenient, "lambda.amazonaws.com", {})
-    unknown = Role({"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                   "Action": "sts:AssumeRole", "Condition": {"DateGreaterThan": {"aws:CurrentTime": "x"}}}]})
+    unknown = Role(
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {"DateGreaterThan": {"aws:CurrentTime": "x"}},
+                }
+            ]
+        }
+    )
     assert not iam_rules.trusts_service(unknown, "lambda.amazonaws.com", ours)
 
 
 # --------------------------------------------------------------------------- 5. options checked first
 
 
-@pytest.mark.parametrize("hosting, message", [
-    (Hosting(serverless_memory_mb=1500), "--memory-mb 1500 is not a serverless memory size"),
-    (Hosting(serverless_memory_mb=512), "--memory-mb 512"),
-    (Hosting(serverless_memory_mb=7168), "--memory-mb 7168"),
-    (Hosting(serverless_memory_mb=2048, serverless_max_concurrency=0), "--max-concurrency 0 is out of range"),
-    (Hosting(serverless_memory_mb=2048, serverless_max_concurrency=201), "1 to 200"),
-    (Hosting(instance_count=0), "at least 1 instance"),
-])
+@pytest.mark.parametrize(
+    "hosting, message",
+    [
+        (Hosting(serverless_memory_mb=1500), "--memory-mb 1500 is not a serverless memory size"),
+        (Hosting(serverless_memory_mb=512), "--memory-mb 512"),
+        (Hosting(serverless_memory_mb=7168), "--memory-mb 7168"),
+        (Hosting(serverless_memory_mb=2048, serverless_max_concurrency=0), "--max-concurrency 0 is out of range"),
+        (Hosting(serverless_memory_mb=2048, serverless_max_concurrency=201), "1 to 200"),
+        (Hosting(instance_count=0), "at least 1 instance"),
+    ],
+)
 def test_hosting_aws_would_refuse_is_refused_in_one_line(hosting, message):
     with pytest.raises(CloudError, match=message) as refusal:
-        stack.check_options(stack.DeployOptions(hosting=hosting))
+        plan.check_options(plan.DeployOptions(hosting=hosting))
     assert "\n" not in str(refusal.value)
 
 
 def test_every_serverless_size_sagemaker_takes_passes():
     for memory in (1024, 2048, 3072, 4096, 5120, 6144):
-        stack.check_options(stack.DeployOptions(hosting=Hosting(serverless_memory_mb=memory, serverless_max_concurrency=200)))
+        plan.check_options(
+            plan.DeployOptions(hosting=Hosting(serverless_memory_mb=memory, serverless_max_concurrency=200))
+        )
 
 
 def test_autoscale_with_serverless_and_other_impossible_options_are_refused():
     with pytest.raises(CloudError, match="--autoscale applies to instance endpoints"):
-        stack.check_options(stack.DeployOptions(hosting=Hosting(serverless_memory_mb=2048), autoscale=(1, 2)))
+        plan.check_options(plan.DeployOptions(hosting=Hosting(serverless_memory_mb=2048), autoscale=(1, 2)))
     with pytest.raises(CloudError, match="MIN must be at least 1"):
-        stack.check_options(stack.DeployOptions(autoscale=(0, 2)))
+        plan.check_options(plan.DeployOptions(autoscale=(0, 2)))
     with pytest.raises(CloudError, match="1 to 900 s"):
-        stack.check_options(stack.DeployOptions(lambda_timeout=901))
+        plan.check_options(plan.DeployOptions(lambda_timeout=901))
 
 
 def test_the_cli_refuses_a_bad_memory_size_before_it_looks_for_a_cloud(monkeypatch):
@@ -292,7 +364,10 @@ def test_the_cli_refuses_a_bad_memory_size_before_it_looks_for_a_cloud(monkeypat
 
 
 def wide_card(columns: int = 600) -> dict:
-    return {"feature_names": [f"sensor_reading_{index:04d}" for index in range(columns)], "class_labels": ["ok", "fault"]}
+    return {
+        "feature_names": [f"sensor_reading_{index:04d}" for index in range(columns)],
+        "class_labels": ["ok", "fault"],
+    }
 
 
 def test_a_wide_models_column_names_travel_in_the_zip_not_the_4_kb_environment():
@@ -323,4 +398,4 @@ def test_the_handler_reads_the_bundled_column_names(tmp_path):
 def test_an_environment_over_4_kb_even_without_names_is_refused_before_anything(session):
     card = {"feature_names": ["a"], "class_labels": [f"class-{index:05d}-" + "x" * 40 for index in range(100)]}
     with pytest.raises(CloudError, match=r"over Lambda's limit of 4096 bytes .*CLASS_LABELS.*nothing was created"):
-        stack.check_before_creating("wide", session, stack.DeployOptions(), card=card)
+        plan.check_before_creating("wide", session, plan.DeployOptions(), card=card)

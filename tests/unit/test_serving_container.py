@@ -125,9 +125,10 @@ def test_regression_csv_json_jsonlines(house_server, house_tarball):
     text = "\n".join(",".join(repr(v) for v in row) for row in rows.tolist())
     predictions = container_predict(house_tarball, rows)
     assert invoke(house_server, text).content == savetxt(predictions)
-    assert invoke(house_server, text, accept="application/json").content == json.dumps(
-        {"predictions": [{"score": p} for p in predictions.tolist()]}
-    ).encode()
+    assert (
+        invoke(house_server, text, accept="application/json").content
+        == json.dumps({"predictions": [{"score": p} for p in predictions.tolist()]}).encode()
+    )
     jsonlines = invoke(house_server, text, accept="application/jsonlines")
     assert jsonlines.headers["content-type"] == "application/jsonlines"
     assert jsonlines.content == b"".join(json.dumps({"score": p}).encode() + b"\n" for p in predictions.tolist())
@@ -141,7 +142,9 @@ def test_sniffed_delimiters(iris_server, iris_tarball, delimiter):
 
 def test_empty_fields_and_nan_are_missing_values(iris_server, iris_tarball):
     text = "5.1,,1.4,nan\n,,,"
-    assert invoke(iris_server, text).content == savetxt(container_predict(iris_tarball, rows_of(text.replace("nan", ""))))
+    assert invoke(iris_server, text).content == savetxt(
+        container_predict(iris_tarball, rows_of(text.replace("nan", "")))
+    )
 
 
 def test_fewer_columns_are_predicted_as_missing_like_the_container(iris_server, iris_tarball):
@@ -153,7 +156,9 @@ def test_fewer_columns_are_predicted_as_missing_like_the_container(iris_server, 
 @pytest.mark.parametrize("content_type", [None, "text/libsvm", "text/x-libsvm", "libsvm"])
 def test_libsvm(iris_server, iris_tarball, content_type):
     body = "0 0:5.1 1:3.5 2:1.4 3:0.2\n2 0:6.7 2:5.2"
-    matrix = csr_matrix((np.array([5.1, 3.5, 1.4, 0.2, 6.7, 5.2]), (np.array([0, 0, 0, 0, 1, 1]), np.array([0, 1, 2, 3, 0, 2]))))
+    matrix = csr_matrix(
+        (np.array([5.1, 3.5, 1.4, 0.2, 6.7, 5.2]), (np.array([0, 0, 0, 0, 1, 1]), np.array([0, 1, 2, 3, 0, 2])))
+    )
     response = invoke(iris_server, body, content_type=content_type)
     assert response.content == savetxt(container_predict(iris_tarball, matrix))
 
@@ -180,9 +185,10 @@ def test_selectable_output_softprob(iris_tarball):
     expected_rows = [
         {"predicted_label": int(np.argmax(p)), "probabilities": p.tolist(), "foo": float("nan")} for p in predictions
     ]
-    assert csv_response.content == "\n".join(
-        f'{row["predicted_label"]},"{row["probabilities"]}",nan' for row in expected_rows
-    ).encode()
+    assert (
+        csv_response.content
+        == "\n".join(f'{row["predicted_label"]},"{row["probabilities"]}",nan' for row in expected_rows).encode()
+    )
     assert json_response.content == json.dumps({"predictions": expected_rows}).encode()
 
 
@@ -197,8 +203,11 @@ def test_selectable_output_regression_and_default_accept(house_tarball):
 
 def test_settings_from_environment():
     settings = ContainerSettings.from_env(
-        {"SAGEMAKER_INFERENCE_OUTPUT": "Predicted_Label, labels", "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/json",
-         "MAX_CONTENT_LENGTH": str(100 * 1024 * 1024)}
+        {
+            "SAGEMAKER_INFERENCE_OUTPUT": "Predicted_Label, labels",
+            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/json",
+            "MAX_CONTENT_LENGTH": str(100 * 1024 * 1024),
+        }
     )
     assert settings.inference_output == ("predicted_label", "labels")
     assert settings.default_accept == "application/json"
@@ -246,7 +255,9 @@ def test_too_many_columns_is_400(iris_server):
 
 def test_body_over_max_content_length_is_413(iris_tarball):
     body = (IRIS_ROW + "\n") * 100
-    with start_container_in_thread(iris_tarball, settings=ContainerSettings(max_content_length=len(body) - 1)) as server:
+    with start_container_in_thread(
+        iris_tarball, settings=ContainerSettings(max_content_length=len(body) - 1)
+    ) as server:
         client = httpx.Client(base_url=server.url)
         too_large = invoke(client, body)
         chunked = client.post("/invocations", content=iter([body.encode()]), headers={"content-type": "text/csv"})
@@ -257,7 +268,12 @@ def test_body_over_max_content_length_is_413(iris_tarball):
 
 
 def test_error_bodies_never_carry_a_stack_trace(iris_server):
-    for body, content_type in [("1,2,3,4,5", "text/csv"), ("1,inf,2,3", "text/csv"), ("0 x:1", "text/libsvm"), (b"\xff\xfe", "text/csv")]:
+    for body, content_type in [
+        ("1,2,3,4,5", "text/csv"),
+        ("1,inf,2,3", "text/csv"),
+        ("0 x:1", "text/libsvm"),
+        (b"\xff\xfe", "text/csv"),
+    ]:
         response = invoke(iris_server, body, content_type=content_type)
         assert 400 <= response.status_code < 500
         assert "Traceback" not in response.text and "[bt]" not in response.text and "/__w/" not in response.text

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from l2c.serving import formats
 from l2c.serving.formats import ContainerError
+from tests.profiles import examples
 
 # --------------------------------------------------------------------------- references
 
@@ -42,15 +43,25 @@ def container_json_output(predictions: np.ndarray) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "content_type", ["csv", "text/csv", "text/csv; label_size=1", "text/csv;label_size = 1",
-                     "text/csv; charset=utf-8", "TEXT/CSV", "text/csv; label_size=1; charset=utf-8"],
+    "content_type",
+    [
+        "csv",
+        "text/csv",
+        "text/csv; label_size=1",
+        "text/csv;label_size = 1",
+        "text/csv; charset=utf-8",
+        "TEXT/CSV",
+        "text/csv; label_size=1; charset=utf-8",
+    ],
 )
 def test_csv_content_types(content_type):
     assert formats.content_kind(content_type) == formats.CSV
 
 
-@pytest.mark.parametrize("content_type", [None, "libsvm", "text/libsvm", "text/x-libsvm", "Text/LibSVM",
-                                          "text/libsvm; charset=utf-8", "text/x-libsvm;q=1"])
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "libsvm", "text/libsvm", "text/x-libsvm", "Text/LibSVM", "text/libsvm; charset=utf-8", "text/x-libsvm;q=1"],
+)
 def test_libsvm_content_types_and_missing_header(content_type):
     assert formats.content_kind(content_type) == formats.LIBSVM
 
@@ -66,8 +77,16 @@ def test_json_content_type_gets_the_containers_415_message():
 
 
 @pytest.mark.parametrize(
-    "content_type", ["incorrect_format", "text/csv; label_size=5", "text/csv; label_size=1=1",
-                     "text/csv; label_size=1; label_size=2", "label_size=1; text/csv", "text/csvx", "text/libsvm/x"],
+    "content_type",
+    [
+        "incorrect_format",
+        "text/csv; label_size=5",
+        "text/csv; label_size=1=1",
+        "text/csv; label_size=1; label_size=2",
+        "label_size=1; text/csv",
+        "text/csvx",
+        "text/libsvm/x",
+    ],
 )
 def test_malformed_content_types_are_415(content_type):
     with pytest.raises(ContainerError) as caught:
@@ -85,8 +104,14 @@ def test_label_size_other_than_one_names_the_parameter():
 
 @pytest.mark.parametrize(
     "accept, expected",
-    [(None, "text/csv"), ("", "text/csv"), ("*/*", "text/csv"), ("application/json;verbose=True", "application/json"),
-     ("APPLICATION/JSONLINES", "application/jsonlines"), ("text/csv; charset=utf-8", "text/csv")],
+    [
+        (None, "text/csv"),
+        ("", "text/csv"),
+        ("*/*", "text/csv"),
+        ("application/json;verbose=True", "application/json"),
+        ("APPLICATION/JSONLINES", "application/jsonlines"),
+        ("text/csv; charset=utf-8", "text/csv"),
+    ],
 )
 def test_accept_parsing(accept, expected):
     assert formats.parse_accept(accept, "text/csv") == expected
@@ -116,14 +141,29 @@ def test_recordio_protobuf_accept_is_refused_not_crashed():
 
 
 @pytest.mark.parametrize(
-    "line", ["5.1,3.5,1.4,0.2", "5.1;3.5;1.4", "5.1 3.5 1.4", "5.1\t3.5", "5.1:3.5", "5.1", "1.1", "-.5",
-             "5.1|3.5|1.4", "1,2;3", "a;b c", '"1","2"', "1e5", "7"],
+    "line",
+    [
+        "5.1,3.5,1.4,0.2",
+        "5.1;3.5;1.4",
+        "5.1 3.5 1.4",
+        "5.1\t3.5",
+        "5.1:3.5",
+        "5.1",
+        "1.1",
+        "-.5",
+        "5.1|3.5|1.4",
+        "1,2;3",
+        "a;b c",
+        '"1","2"',
+        "1e5",
+        "7",
+    ],
 )
 def test_sniffed_delimiter_matches_csv_sniffer(line):
     assert formats.sniff_delimiter(line) == container_sniff(line)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.text(alphabet="0123456789.,;: \t|-+eE_xab", min_size=1, max_size=40))
 def test_sniffed_delimiter_matches_csv_sniffer_on_any_line(line):
     try:
@@ -183,12 +223,36 @@ def _big(table_text: str) -> str:
 
 
 _TOKENS = st.sampled_from(
-    ["1", "2.5", "-3", "+4", "1e5", "1E-3", ".5", "5.", "", "nan", "NaN", "-nan", " 7", "8 ", "inf", "1_000",
-     "0x10", "1.5e", "NA", "abc", "1e400", "0.1234567890123456789", "٣", "\r9"]
+    [
+        "1",
+        "2.5",
+        "-3",
+        "+4",
+        "1e5",
+        "1E-3",
+        ".5",
+        "5.",
+        "",
+        "nan",
+        "NaN",
+        "-nan",
+        " 7",
+        "8 ",
+        "inf",
+        "1_000",
+        "0x10",
+        "1.5e",
+        "NA",
+        "abc",
+        "1e400",
+        "0.1234567890123456789",
+        "٣",
+        "\r9",
+    ]
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.lists(_TOKENS, min_size=3, max_size=3), min_size=1, max_size=4), st.sampled_from([",", ";", "\t"]))
 def test_fast_csv_path_agrees_with_the_containers_steps(table, delimiter):
     text = _big("\n".join(delimiter.join(row) for row in table)).strip()
@@ -211,7 +275,7 @@ def test_fast_csv_path_agrees_with_the_containers_steps(table, delimiter):
 def test_fast_csv_path_is_exact_for_long_decimals():
     rng = np.random.default_rng(7)
     values = rng.normal(size=(3000, 4)) * 10.0 ** rng.integers(-20, 20, (3000, 4))
-    text = "\n".join(",".join("%.25g" % v for v in row) for row in values.tolist())
+    text = "\n".join(",".join(f"{v:.25g}" for v in row) for row in values.tolist())
     got = formats.parse_csv(text.encode())
     np.testing.assert_array_equal(got, values.astype(np.float32))
 
@@ -245,7 +309,9 @@ def test_bad_libsvm_index_is_415():
     with pytest.raises(ContainerError) as caught:
         formats.parse_libsvm(b"1 a:5.1")
     assert caught.value.status == 415
-    assert caught.value.message.startswith("Loading libsvm data failed with Exception, please ensure data is in libsvm format:")
+    assert caught.value.message.startswith(
+        "Loading libsvm data failed with Exception, please ensure data is in libsvm format:"
+    )
 
 
 def test_one_based_libsvm_is_shifted_and_trailing_lines_without_features_are_not_rows():
@@ -286,7 +352,7 @@ def test_one_long_field_costs_a_small_multiple_of_the_body_not_gigabytes(kind):
     assert peak < 30 * len(body), f"{peak / len(body):.0f} x the body"
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.text(alphabet=' ;="\\abcXY/=-_,', max_size=40))
 def test_parse_header_reads_as_cgi_parse_header_does(value):
     with warnings.catch_warnings():
@@ -309,7 +375,7 @@ def test_repr_table_matches_python_repr_across_magnitudes():
     assert formats.repr_table(values) == expected
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), min_size=1, max_size=12))
 def test_csv_output_matches_savetxt(values):
     predictions = np.array(values, dtype=np.float32)
@@ -343,10 +409,22 @@ def test_selected_binary_logistic_all_keys():
     keys = formats.SELECTABLE_KEYS_BY_OBJECTIVE["binary:logistic"]
     outputs = formats.select_outputs(np.array([0.6, 0.1]), keys, "binary:logistic", 0)
     assert outputs == [
-        {"predicted_label": 1, "labels": [0, 1], "probability": 0.6, "probabilities": [0.4, 0.6],
-         "raw_score": 0.6, "raw_scores": [0.4, 0.6]},
-        {"predicted_label": 0, "labels": [0, 1], "probability": 0.1, "probabilities": [0.9, 0.1],
-         "raw_score": 0.1, "raw_scores": [0.9, 0.1]},
+        {
+            "predicted_label": 1,
+            "labels": [0, 1],
+            "probability": 0.6,
+            "probabilities": [0.4, 0.6],
+            "raw_score": 0.6,
+            "raw_scores": [0.4, 0.6],
+        },
+        {
+            "predicted_label": 0,
+            "labels": [0, 1],
+            "probability": 0.1,
+            "probabilities": [0.9, 0.1],
+            "raw_score": 0.1,
+            "raw_scores": [0.9, 0.1],
+        },
     ]
 
 
@@ -357,7 +435,9 @@ def test_selected_regression_and_an_invalid_key_is_nan():
 
 
 def test_selected_softprob_label_probability_and_labels():
-    outputs = formats.select_outputs(np.array([[0.1, 0.5, 0.4]]), ["predicted_label", "probability", "labels"], "multi:softprob", 3)
+    outputs = formats.select_outputs(
+        np.array([[0.1, 0.5, 0.4]]), ["predicted_label", "probability", "labels"], "multi:softprob", 3
+    )
     assert outputs == [{"predicted_label": 1, "labels": [0, 1, 2], "probability": 0.5}]
 
 

@@ -241,7 +241,9 @@ def test_a_slowloris_is_cut_off_at_the_header_timeout_while_others_are_served(mo
         sock = connect(server)
         stop = threading.Event()
         started = time.monotonic()
-        threading.Thread(target=drip, args=(sock, b"GET /ping HTTP/1.1\r\nHost: localhost\r\n" * 10, 1.0, stop), daemon=True).start()
+        threading.Thread(
+            target=drip, args=(sock, b"GET /ping HTTP/1.1\r\nHost: localhost\r\n" * 10, 1.0, stop), daemon=True
+        ).start()
         answered = 0
         while time.monotonic() - started < 1.5:
             answered += ping(client) == 200
@@ -291,7 +293,9 @@ def test_a_connection_that_never_sends_is_closed_at_the_header_timeout(model):
 def test_a_stalled_body_is_cut_off_after_the_body_timeout_between_reads(model):
     with container(model, body_seconds=1.0) as server, httpx.Client(base_url=server.url, timeout=5) as client:
         sock = connect(server)
-        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nContent-Length: 100\r\n\r\n")
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\nContent-Length: 100\r\n\r\n"
+        )
         started = time.monotonic()
         # A byte every 0.5 s keeps it alive past the timeout: the timeout is between two reads.
         stop = threading.Event()
@@ -363,7 +367,9 @@ def test_connections_beyond_the_cap_are_closed_at_once_and_a_freed_place_is_reus
 
 def test_413_reaches_urllib_after_it_writes_a_10_mb_body(model):
     with start_container_in_thread(model, settings=ContainerSettings()) as server:
-        request = urllib.request.Request(server.url + "/invocations", data=b"1" * TEN_MB, headers={"Content-Type": "text/csv"})
+        request = urllib.request.Request(
+            server.url + "/invocations", data=b"1" * TEN_MB, headers={"Content-Type": "text/csv"}
+        )
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=10)
         assert caught.value.code == 413
@@ -391,8 +397,11 @@ def test_413_reaches_urllib_and_boto3_on_the_runtime_face():
             urllib.request.urlopen(request, timeout=10)
         assert caught.value.code == 413 and caught.value.read() == message
         client = boto3.client(
-            "sagemaker-runtime", endpoint_url=server.url, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "sagemaker-runtime",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
             config=Config(retries={"max_attempts": 1, "mode": "standard"}),
         )
         with pytest.raises(ClientError) as raised:

@@ -35,15 +35,21 @@ def train(objective: str, **params) -> xgb.Booster:
     labels = np.arange(200) % 3 if objective.startswith("multi:") else (features[:, 0] > 0).astype(float)
     if objective.startswith("reg:squarederror"):
         labels = features[:, 0] * 2 + features[:, 1] ** 2
-    booster = xgb.train({"objective": objective, "max_depth": 3, "nthread": 1, **params},
-                        xgb.DMatrix(features, label=labels), num_boost_round=6)
+    booster = xgb.train(
+        {"objective": objective, "max_depth": 3, "nthread": 1, **params},
+        xgb.DMatrix(features, label=labels),
+        num_boost_round=6,
+    )
     return load_booster_bytes(booster_bytes(booster)).booster
 
 
 @pytest.fixture(scope="module")
 def boosters():
-    return {"multi:softprob": train("multi:softprob", num_class=3), "binary:logistic": train("binary:logistic"),
-            "reg:squarederror": train("reg:squarederror")}
+    return {
+        "multi:softprob": train("multi:softprob", num_class=3),
+        "binary:logistic": train("binary:logistic"),
+        "reg:squarederror": train("reg:squarederror"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +127,9 @@ def test_concurrent_big_requests_each_get_their_own_answer(serve):
     bodies = [body_of(table(rows=8_000, seed=seed)) for seed in range(4)]
     expected = [theirs.post("/invocations", data=b, headers={"content-type": "text/csv"}).data for b in bodies]
     with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(lambda b: ours.post("/invocations", content=b, headers={"content-type": "text/csv"}), bodies))
+        answers = list(
+            pool.map(lambda b: ours.post("/invocations", content=b, headers={"content-type": "text/csv"}), bodies)
+        )
     assert [a.content for a in answers] == expected
 
 

@@ -63,7 +63,8 @@ def plane(boosters, tmp_path):
     plane.objects["s3://models/a.tar.gz"] = tarball_bytes(boosters["a"], tmp_path / "a")
     plane.objects["s3://models/b.tar.gz"] = tarball_bytes(boosters["b"], tmp_path / "b")
     plane.routes["demo"] = Route(
-        "demo", "demo-config",
+        "demo",
+        "demo-config",
         (Variant("A", 3.0, "s3://models/a.tar.gz", '"etag-a"'), Variant("B", 1.0, "s3://models/b.tar.gz", '"etag-b"')),
     )
     return plane
@@ -137,7 +138,9 @@ def test_container_error_becomes_model_error_424(client):
     )
     assert body["OriginalStatusCode"] == 415
     assert body["OriginalMessage"] == original
-    assert body["message"].startswith(f'Received client error (415) from primary with message "{original}". See https://eu-west-1.')
+    assert body["message"].startswith(
+        f'Received client error (415) from primary with message "{original}". See https://eu-west-1.'
+    )
     assert "/aws/sagemaker/Endpoints/demo in account 111122223333" in body["message"]
 
 
@@ -166,7 +169,9 @@ def test_new_model_data_is_picked_up(plane, boosters, tmp_path):
 
 
 def test_model_environment_sets_the_container_defaults(plane):
-    variant = Variant("A", 1.0, "s3://models/a.tar.gz", '"etag-a"', (("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),))
+    variant = Variant(
+        "A", 1.0, "s3://models/a.tar.gz", '"etag-a"', (("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),)
+    )
     plane.routes["demo"] = Route("demo", "demo-config", (variant,))
     server, client = runtime_client(plane)
     with server:
@@ -190,7 +195,9 @@ def test_pickle_artifact_is_a_model_error_that_says_why(plane, tmp_path):
 
 
 def test_raw_booster_bytes_are_not_an_artifact(plane):
-    plane.objects["s3://models/raw"] = booster_bytes(xgb.train({"nthread": 1}, xgb.DMatrix(np.ones((4, 2)), label=[0, 1, 0, 1]), 1))
+    plane.objects["s3://models/raw"] = booster_bytes(
+        xgb.train({"nthread": 1}, xgb.DMatrix(np.ones((4, 2)), label=[0, 1, 0, 1]), 1)
+    )
     plane.routes["demo"] = Route("demo", "demo-config", (Variant("A", 1.0, "s3://models/raw", '"r"'),))
     server, client = runtime_client(plane)
     with server:
@@ -218,13 +225,18 @@ def test_payload_part_is_framed_as_botocore_reads_an_event_stream():
     messages = list(buffer)
     assert [m.payload for m in messages] == [b"0.1,0.2,0.7\n", b""]
     assert messages[0].headers == {
-        ":event-type": "PayloadPart", ":content-type": "application/octet-stream", ":message-type": "event",
+        ":event-type": "PayloadPart",
+        ":content-type": "application/octet-stream",
+        ":message-type": "event",
     }
 
 
 def test_response_stream_path_carries_the_answer_and_the_variant(client, boosters):
-    response = client.post("/endpoints/demo/invocations-response-stream", content=b"0.5,1.0,-1.0",
-                           headers={"content-type": "text/csv", "x-amzn-sagemaker-target-variant": "A"})
+    response = client.post(
+        "/endpoints/demo/invocations-response-stream",
+        content=b"0.5,1.0,-1.0",
+        headers={"content-type": "text/csv", "x-amzn-sagemaker-target-variant": "A"},
+    )
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/vnd.amazon.eventstream"
     assert response.headers["x-amzn-sagemaker-content-type"].startswith("text/csv")
@@ -253,11 +265,16 @@ class StandInAuthorizer:
 
     def decide(self, key, action, resource):
         self.asked.append((key, action, resource))
-        return {"allowed": not resource.endswith(":endpoint/demo"), "principal": "arn:aws:sts::111122223333:assumed-role/r/s"}
+        return {
+            "allowed": not resource.endswith(":endpoint/demo"),
+            "principal": "arn:aws:sts::111122223333:assumed-role/r/s",
+        }
 
 
 def signed(key: str) -> dict:
-    return {"authorization": f"AWS4-HMAC-SHA256 Credential={key}/20261202/eu-west-1/sagemaker/aws4_request, SignedHeaders=host"}
+    return {
+        "authorization": f"AWS4-HMAC-SHA256 Credential={key}/20261202/eu-west-1/sagemaker/aws4_request, SignedHeaders=host"
+    }
 
 
 def test_a_temporary_key_the_policy_does_not_allow_is_access_denied(plane):
@@ -272,7 +289,9 @@ def test_a_temporary_key_the_policy_does_not_allow_is_access_denied(plane):
         "sagemaker:InvokeEndpoint action"
     )
     assert allowed.status_code == 200
-    assert app.authorizer.asked == [("ASIAEXAMPLE", "sagemaker:InvokeEndpoint", "arn:aws:sagemaker:eu-west-1:111122223333:endpoint/demo")]
+    assert app.authorizer.asked == [
+        ("ASIAEXAMPLE", "sagemaker:InvokeEndpoint", "arn:aws:sagemaker:eu-west-1:111122223333:endpoint/demo")
+    ]
 
 
 def test_the_local_authorizer_remembers_answers_until_the_control_plane_changes(monkeypatch):
@@ -309,7 +328,9 @@ def test_a_model_error_is_one_line_of_the_container_log(plane):
     with start_in_thread(app) as server, httpx.Client(base_url=server.url) as client:
         response = invoke(client, body=b"a,b,c", **{"x-amzn-sagemaker-target-variant": "B"})
     assert response.status_code == 424
-    assert len(lines) == 1 and lines[0][:2] == ("demo", "B") and lines[0][2].startswith("Model error (415): Loading csv")
+    assert (
+        len(lines) == 1 and lines[0][:2] == ("demo", "B") and lines[0][2].startswith("Model error (415): Loading csv")
+    )
 
 
 def test_an_async_endpoint_takes_no_real_time_invocation(plane):
@@ -317,7 +338,9 @@ def test_an_async_endpoint_takes_no_real_time_invocation(plane):
     server, client = runtime_client(plane)
     with server:
         response = invoke(client)
-        stream = client.post("/endpoints/demo/invocations-response-stream", content=b"1,2,3", headers={"content-type": "text/csv"})
+        stream = client.post(
+            "/endpoints/demo/invocations-response-stream", content=b"1,2,3", headers={"content-type": "text/csv"}
+        )
     for answer in (response, stream):
         assert answer.status_code == 400 and answer.headers["x-amzn-errortype"] == "ValidationError"
         assert "use InvokeEndpointAsync" in answer.json()["message"]

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from l2c import versions
 from l2c.cloud import stack
-from l2c.local import cloud
+from l2c.local import up
 
 
 @pytest.fixture
@@ -49,30 +49,32 @@ def test_up_runs_every_step_of_deploy_with_the_endpoint_before_what_needs_it():
     source = inspect.getsource(stack.deploy)
     listed = re.search(r"for step in \(([^)]*)\)", source).group(1)
     steps = tuple(name.strip() for name in listed.split(",") if name.strip())
-    ours = cloud.STEPS_BEFORE_ENDPOINT + (cloud.ENDPOINT_STEP,) + cloud.STEPS_WHILE_CREATING
+    ours = up.STEPS_BEFORE_ENDPOINT + (up.ENDPOINT_STEP,) + up.STEPS_WHILE_CREATING
     assert sorted(ours) == sorted(steps) and "return create_api(stack)" in source
     # The steps made while the endpoint is Creating come after it in deploy's own order too.
-    assert steps.index(cloud.ENDPOINT_STEP) < min(steps.index(step) for step in cloud.STEPS_WHILE_CREATING)
-    assert steps[: len(cloud.STEPS_BEFORE_ENDPOINT)] == cloud.STEPS_BEFORE_ENDPOINT
+    assert steps.index(up.ENDPOINT_STEP) < min(steps.index(step) for step in up.STEPS_WHILE_CREATING)
+    assert steps[: len(up.STEPS_BEFORE_ENDPOINT)] == up.STEPS_BEFORE_ENDPOINT
 
 
 def test_each_line_of_a_concurrent_deploy_names_its_stack():
     console = Console(record=True, width=200)
-    reporter = cloud.StackReporter(console, "house-price")
+    reporter = up.StackReporter(console, "house-price")
     reporter.step("bucket [b] ready")
     with reporter.waiting("endpoint creating"):
         pass
     text = console.export_text()
     assert "✓ [house-price] bucket [b] ready" in text
-    assert "… [house-price] endpoint creating ..." in text and re.search(r"✓ \[house-price\] endpoint creating \(\d", text)
+    assert "… [house-price] endpoint creating ..." in text and re.search(
+        r"✓ \[house-price\] endpoint creating \(\d", text
+    )
     assert reporter.lines == ["bucket [b] ready", "endpoint creating"]
 
 
 def test_up_names_the_tutorial_models_and_their_tarball_as_the_package_does():
     from l2c.artifact import TARBALL_NAME
-    from l2c.local.demo import MODELS
+    from l2c.local.tutorial import MODELS
 
-    assert cloud.TUTORIAL_MODELS == MODELS and cloud.TARBALL == TARBALL_NAME
+    assert up.MODELS == MODELS and up.TARBALL == TARBALL_NAME
 
 
 def test_scikit_learn_is_kept_out_only_before_xgboost_is_imported(monkeypatch):
@@ -80,5 +82,5 @@ def test_scikit_learn_is_kept_out_only_before_xgboost_is_imported(monkeypatch):
 
     assert "xgboost" in sys.modules  # imported with this module (l2c.cloud.stack): nothing may change
     monkeypatch.delitem(sys.modules, "sklearn", raising=False)
-    cloud._keep_scikit_learn_out()
+    up._keep_scikit_learn_out()
     assert "sklearn" not in sys.modules

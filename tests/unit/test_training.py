@@ -47,8 +47,18 @@ def test_model_folder_has_the_tutorial_files_and_a_complete_card(trained_models)
         "test_point_classifier_sample.csv",
     }
     info = card(iris)
-    for key in ("name", "task", "feature_names", "class_labels", "metrics", "xgboost_version",
-                "container_image_version", "booster_sha256", "data_sha256", "created_at"):
+    for key in (
+        "name",
+        "task",
+        "feature_names",
+        "class_labels",
+        "metrics",
+        "xgboost_version",
+        "container_image_version",
+        "booster_sha256",
+        "data_sha256",
+        "created_at",
+    ):
         assert info[key], key
     assert info["objective"] == "multi:softprob"
     assert np.allclose(np.sum(info["sample_predictions"], axis=1), 1.0, atol=1e-5)

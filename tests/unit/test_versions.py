@@ -25,9 +25,7 @@ def test_installed_xgboost_is_the_container_version():
 
 def test_image_version_names_the_same_xgboost_release():
     # Image "3.2-0" is XGBoost 3.2 plus the container's own revision after the dash.
-    assert versions.CONTAINER_IMAGE_VERSION.split("-")[0] == ".".join(
-        versions.CONTAINER_XGBOOST_VERSION.split(".")[:2]
-    )
+    assert versions.CONTAINER_IMAGE_VERSION.split("-")[0] == ".".join(versions.CONTAINER_XGBOOST_VERSION.split(".")[:2])
 
 
 def test_image_uri_comes_from_the_sagemaker_sdk_table():

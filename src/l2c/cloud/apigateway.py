@@ -95,13 +95,17 @@ def ensure_rest_api(session: CloudSession) -> tuple[str, bool]:
     api = find_rest_api(session)
     if api is not None:
         return api["id"], False
-    api = _metered(session, "CreateRestApi", lambda client: client.create_rest_api(
-        name=API_NAME,
-        description="l2c: prediction APIs in front of SageMaker endpoints",
-        endpointConfiguration={"types": ["REGIONAL"]},
-        apiKeySource="HEADER",
-        tags=tags.shared_tags(),
-    ))
+    api = _metered(
+        session,
+        "CreateRestApi",
+        lambda client: client.create_rest_api(
+            name=API_NAME,
+            description="l2c: prediction APIs in front of SageMaker endpoints",
+            endpointConfiguration={"types": ["REGIONAL"]},
+            apiKeySource="HEADER",
+            tags=tags.shared_tags(),
+        ),
+    )
     return api["id"], True
 
 
@@ -120,9 +124,7 @@ def ensure_resource(session: CloudSession, api_id: str, path_part: str) -> str:
     return created["id"]
 
 
-def ensure_post_method(
-    session: CloudSession, api_id: str, resource_id: str, uri: str, api_key_required: bool
-) -> bool:
+def ensure_post_method(session: CloudSession, api_id: str, resource_id: str, uri: str, api_key_required: bool) -> bool:
     """POST with a Lambda proxy integration; True when anything had to change."""
     client = session.client("apigateway")
     try:
@@ -168,15 +170,31 @@ def routes_fingerprint(session: CloudSession, api_id: str) -> str:
     for item in resources(session, api_id):
         for verb, method in sorted((item.get("resourceMethods") or {}).items()):
             integration = method.get("methodIntegration") or {}
-            route = [item["path"], verb, bool(method.get("apiKeyRequired")), integration.get("type"), integration.get("uri")]
+            route = [
+                item["path"],
+                verb,
+                bool(method.get("apiKeyRequired")),
+                integration.get("type"),
+                integration.get("uri"),
+            ]
             answers = integration.get("integrationResponses") or {}
             if answers:  # only MOCK methods have them here: routes without keep their earlier fingerprint
-                route.append(sorted((status, sorted((answer.get("responseParameters") or {}).items()))
-                                    for status, answer in answers.items()))
+                route.append(
+                    sorted(
+                        (status, sorted((answer.get("responseParameters") or {}).items()))
+                        for status, answer in answers.items()
+                    )
+                )
             routes.append(route)
     for response in customised_gateway_responses(session, api_id):
-        routes.append(["gateway response", response["responseType"], response.get("statusCode"),
-                       sorted((response.get("responseParameters") or {}).items())])
+        routes.append(
+            [
+                "gateway response",
+                response["responseType"],
+                response.get("statusCode"),
+                sorted((response.get("responseParameters") or {}).items()),
+            ]
+        )
     return hashlib.sha256(json.dumps(sorted(routes)).encode()).hexdigest()[:16]
 
 
@@ -188,7 +206,9 @@ def ensure_stage_deployed(session: CloudSession, api_id: str, stage: str = STAGE
     if current is not None and _deployment_description(session, api_id, current["deploymentId"]) == description:
         return False
     deployment = _metered(
-        session, "CreateDeployment", lambda metered: metered.create_deployment(restApiId=api_id, description=description)
+        session,
+        "CreateDeployment",
+        lambda metered: metered.create_deployment(restApiId=api_id, description=description),
     )["id"]
     if current is None:
         client.create_stage(restApiId=api_id, stageName=stage, deploymentId=deployment, tags=tags.shared_tags())
@@ -214,7 +234,8 @@ def ensure_stage_throttling(session: CloudSession, api_id: str, limits: Limits, 
     current = {"rateLimit": settings.get("throttlingRateLimit"), "burstLimit": settings.get("throttlingBurstLimit")}
     patches = [
         {"op": "replace", "path": f"/*/*/throttling/{name}", "value": str(value)}
-        for name, value in wanted.items() if current[name] is None or float(current[name]) != float(value)
+        for name, value in wanted.items()
+        if current[name] is None or float(current[name]) != float(value)
     ]
     if patches:
         session.client("apigateway").update_stage(restApiId=api_id, stageName=stage, patchOperations=patches)
@@ -222,9 +243,7 @@ def ensure_stage_throttling(session: CloudSession, api_id: str, limits: Limits, 
 
 
 def get_stage(session: CloudSession, api_id: str, stage: str = STAGE) -> dict | None:
-    return get_if_present(
-        lambda: session.client("apigateway").get_stage(restApiId=api_id, stageName=stage), NOT_FOUND
-    )
+    return get_if_present(lambda: session.client("apigateway").get_stage(restApiId=api_id, stageName=stage), NOT_FOUND)
 
 
 def _deployment_description(session: CloudSession, api_id: str, deployment: str) -> str | None:
@@ -239,11 +258,6 @@ def _delete_deployment(session: CloudSession, api_id: str, deployment: str) -> N
         lambda: session.client("apigateway").delete_deployment(restApiId=api_id, deploymentId=deployment),
         {"NotFoundException", "BadRequestException"},
     )
-
-
-def deployments(session: CloudSession, api_id: str) -> list[dict]:
-    paginator = session.client("apigateway").get_paginator("get_deployments")
-    return [item for page in paginator.paginate(restApiId=api_id) for item in page["items"]]
 
 
 # --------------------------------------------------------------------------- CORS
@@ -264,7 +278,7 @@ def deployments(session: CloudSession, api_id: str) -> list[dict]:
 NO_CORS = "none"  # --cors-origin none: no OPTIONS method, no CORS headers anywhere
 ANY_ORIGIN = "*"
 # What the page sends besides the CORS-safelisted headers, and the console's default list; the
-# function's answers name the same (lambda/lambda_function.py, CORS_HEADERS).
+# function's answers name the same (src/l2c/lambda/lambda_function.py, CORS_HEADERS).
 CORS_ALLOW_HEADERS = "Content-Type,X-Api-Key,Authorization,X-Amz-Date,X-Amz-Security-Token"
 CORS_ALLOW_METHODS = "OPTIONS,POST"
 # Seconds a browser may reuse a preflight's answer (Chromium caps it at 7200): a changed origin
@@ -399,7 +413,9 @@ def ensure_cors_method(session: CloudSession, api_id: str, resource_id: str, ori
 def remove_cors_method(session: CloudSession, api_id: str, resource_id: str) -> bool:
     """No preflight on the resource (an API without CORS); True when one was deleted."""
     return delete_if_present(
-        lambda: session.client("apigateway").delete_method(restApiId=api_id, resourceId=resource_id, httpMethod="OPTIONS"),
+        lambda: session.client("apigateway").delete_method(
+            restApiId=api_id, resourceId=resource_id, httpMethod="OPTIONS"
+        ),
         NOT_FOUND,
     )
 
@@ -409,7 +425,10 @@ def customised_gateway_responses(session: CloudSession, api_id: str) -> list[dic
     its defaults marked ``defaultResponse`` (API reference, GetGatewayResponses)."""
     paginator = session.client("apigateway").get_paginator("get_gateway_responses")
     return [
-        item for page in paginator.paginate(restApiId=api_id) for item in page["items"] if not item.get("defaultResponse")
+        item
+        for page in paginator.paginate(restApiId=api_id)
+        for item in page["items"]
+        if not item.get("defaultResponse")
     ]
 
 
@@ -437,16 +456,23 @@ def ensure_cors_gateway_responses(session: CloudSession, api_id: str, origin: st
         present = current.get(response_type)
         if origin is None:
             if _allows_an_origin(present):
-                delete_if_present(lambda: client.delete_gateway_response(restApiId=api_id, responseType=response_type),
-                                  NOT_FOUND)
+                delete_if_present(
+                    lambda: client.delete_gateway_response(restApiId=api_id, responseType=response_type), NOT_FOUND
+                )
                 changed = True
             continue
         wanted = cors_gateway_headers(origin)
-        if (present is not None and (present.get("responseParameters") or {}) == wanted and not present.get("statusCode")
-                and present.get("responseTemplates") == GATEWAY_RESPONSE_TEMPLATE):
+        if (
+            present is not None
+            and (present.get("responseParameters") or {}) == wanted
+            and not present.get("statusCode")
+            and present.get("responseTemplates") == GATEWAY_RESPONSE_TEMPLATE
+        ):
             continue
         client.put_gateway_response(
-            restApiId=api_id, responseType=response_type, responseParameters=wanted,
+            restApiId=api_id,
+            responseType=response_type,
+            responseParameters=wanted,
             responseTemplates=GATEWAY_RESPONSE_TEMPLATE,
         )
         changed = True
@@ -476,7 +502,11 @@ def ensure_usage_plan(session: CloudSession, api_id: str, limits: Limits, stage:
 
 def _update_usage_plan(session: CloudSession, plan_id: str, patches: list[dict]) -> None:
     # One call for every change: UpdateUsagePlan is metered at one call per 20 s per account.
-    _metered(session, "UpdateUsagePlan", lambda client: client.update_usage_plan(usagePlanId=plan_id, patchOperations=patches))
+    _metered(
+        session,
+        "UpdateUsagePlan",
+        lambda client: client.update_usage_plan(usagePlanId=plan_id, patchOperations=patches),
+    )
 
 
 def _usage_plan_patches(plan: dict, api_id: str, stage: str, limits: Limits) -> list[dict]:
@@ -516,7 +546,11 @@ def ensure_api_key(session: CloudSession, plan_id: str, value: str | None = None
     if key is None:
         extra = {"value": value} if value else {}
         key = client.create_api_key(
-            name=KEY_NAME, description="l2c: key for the prediction APIs", enabled=True, tags=tags.shared_tags(), **extra
+            name=KEY_NAME,
+            description="l2c: key for the prediction APIs",
+            enabled=True,
+            tags=tags.shared_tags(),
+            **extra,
         )
     linked = {item["id"] for item in _usage_plan_keys(session, plan_id)}
     if key["id"] not in linked:
@@ -570,9 +604,11 @@ def delete_shared(session: CloudSession) -> list[str]:
         deleted.append(f"API key {KEY_NAME}")
     api = find_rest_api(session)
     if api is not None:
-        _metered(session, "DeleteRestApi", lambda metered: delete_if_present(
-            lambda: metered.delete_rest_api(restApiId=api["id"]), NOT_FOUND
-        ))
+        _metered(
+            session,
+            "DeleteRestApi",
+            lambda metered: delete_if_present(lambda: metered.delete_rest_api(restApiId=api["id"]), NOT_FOUND),
+        )
         deleted.append(f"REST API {API_NAME} ({api['id']})")
     return deleted
 

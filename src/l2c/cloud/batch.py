@@ -86,14 +86,16 @@ def run_batch(
     reporter: Reporter | None = None,
 ) -> BatchResult:
     """Predict every row of ``input_csv`` with stack ``name``'s model through a transform job."""
-    from l2c.cloud.stack import check_stack_name
+    from l2c.cloud.names import check_stack_name
 
     check_stack_name(name)
     source = Path(input_csv)
     if not source.is_file():
         raise CloudError(f"{source}: no such file")
     if not 1 <= max_payload_mb <= MAX_PAYLOAD_MB:
-        raise CloudError(f"--max-payload-mb must be 1 to {MAX_PAYLOAD_MB} (SageMaker's MaxPayloadInMB), not {max_payload_mb}")
+        raise CloudError(
+            f"--max-payload-mb must be 1 to {MAX_PAYLOAD_MB} (SageMaker's MaxPayloadInMB), not {max_payload_mb}"
+        )
     if instance_count < 1:
         raise CloudError(f"--instance-count must be at least 1, not {instance_count}")
     destination = Path(output_csv) if output_csv is not None else source.with_name(source.stem + ".out.csv")
@@ -116,18 +118,35 @@ def run_batch(
             raise CloudError(f"{source}: no rows to predict")
         client = session.client("s3")
         with reporter.waiting(f"uploading {rows} row(s) to {s3.s3_uri(bucket, input_key)}"):
-            client.upload_file(str(body), bucket, input_key,
-                               ExtraArgs={"ContentType": "text/csv", "ExpectedBucketOwner": session.account})
+            client.upload_file(
+                str(body),
+                bucket,
+                input_key,
+                ExtraArgs={"ContentType": "text/csv", "ExpectedBucketOwner": session.account},
+            )
         try:
-            create_job(session, name, job, model_name, s3.s3_uri(bucket, f"{prefix}input/"), output_path,
-                       instance_type, instance_count, max_payload_mb)
+            create_job(
+                session,
+                name,
+                job,
+                model_name,
+                s3.s3_uri(bucket, f"{prefix}input/"),
+                output_path,
+                instance_type,
+                instance_count,
+                max_payload_mb,
+            )
             reporter.step(f"transform job {job} on model {model_name} ({instance_count} x {instance_type})")
             description = wait(session, job, reporter)
             if description["TransformJobStatus"] != "Completed":
                 raise CloudError(_failure_line(session, job, description))
             downloaded = Path(scratch) / "predictions.out"
-            client.download_file(bucket, f"{prefix}output/{source.name}.out", str(downloaded),
-                                 ExtraArgs={"ExpectedBucketOwner": session.account})
+            client.download_file(
+                bucket,
+                f"{prefix}output/{source.name}.out",
+                str(downloaded),
+                ExtraArgs={"ExpectedBucketOwner": session.account},
+            )
             _write_output(body, downloaded, destination, header, join, rows)
         finally:
             if clean:
@@ -135,8 +154,9 @@ def run_batch(
     reporter.step(f"{rows} prediction(s) written to {destination}" + (" (input columns first)" if join else ""))
     if clean:
         reporter.step(f"deleted the job's objects under s3://{bucket}/{prefix}")
-    return BatchResult(job, rows, destination, s3.s3_uri(bucket, input_key), output_path,
-                       time.monotonic() - started, clean)
+    return BatchResult(
+        job, rows, destination, s3.s3_uri(bucket, input_key), output_path, time.monotonic() - started, clean
+    )
 
 
 def current_model(session: CloudSession, name: str) -> tuple[str, dict]:
@@ -147,8 +167,9 @@ def current_model(session: CloudSession, name: str) -> tuple[str, dict]:
         raise CloudError(f"stack {name} has no endpoint {endpoint}; deploy it first (l2c deploy {name})")
     config = sagemaker.describe_endpoint_config(session, description["EndpointConfigName"])
     if config is None:
-        raise CloudError(f"endpoint {endpoint}'s configuration {description['EndpointConfigName']} is missing; "
-                         f"deploy {name} again")
+        raise CloudError(
+            f"endpoint {endpoint}'s configuration {description['EndpointConfigName']} is missing; deploy {name} again"
+        )
     model_name = config["ProductionVariants"][0]["ModelName"]
     model = sagemaker.get_model(session, model_name)
     if model is None:
@@ -160,7 +181,7 @@ def _bucket_of(model: dict) -> str:
     url = (model.get("PrimaryContainer") or {}).get("ModelDataUrl", "")
     if not url.startswith("s3://"):
         raise CloudError(f"model {model.get('ModelName')} has no s3:// artifact ({url!r})")
-    return url[len("s3://"):].split("/", 1)[0]
+    return url[len("s3://") :].split("/", 1)[0]
 
 
 def allow_batch_writes(session: CloudSession, name: str, role_arn: str, bucket: str) -> bool:
@@ -172,12 +193,14 @@ def allow_batch_writes(session: CloudSession, name: str, role_arn: str, bucket: 
         return False
     document = {
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "WriteTheBatchOutput",
-            "Effect": "Allow",
-            "Action": "s3:PutObject",
-            "Resource": f"arn:{session.partition}:s3:::{bucket}/{batch_prefix(name)}*",
-        }],
+        "Statement": [
+            {
+                "Sid": "WriteTheBatchOutput",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": f"arn:{session.partition}:s3:::{bucket}/{batch_prefix(name)}*",
+            }
+        ],
     }
     client = session.client("iam")
     try:
@@ -191,8 +214,17 @@ def allow_batch_writes(session: CloudSession, name: str, role_arn: str, bucket: 
     return True
 
 
-def create_job(session: CloudSession, name: str, job: str, model_name: str, input_uri: str, output_path: str,
-               instance_type: str, instance_count: int, max_payload_mb: int) -> None:
+def create_job(
+    session: CloudSession,
+    name: str,
+    job: str,
+    model_name: str,
+    input_uri: str,
+    output_path: str,
+    instance_type: str,
+    instance_count: int,
+    max_payload_mb: int,
+) -> None:
     try:
         session.client("sagemaker").create_transform_job(
             TransformJobName=job,
@@ -224,16 +256,20 @@ def wait(session: CloudSession, job: str, reporter: Reporter) -> dict:
             if description["TransformJobStatus"] not in IN_PROGRESS:
                 return description
             if time.monotonic() > deadline:
-                raise CloudError(f"transform job {job} is still {description['TransformJobStatus']}; "
-                                 "stop it with l2c destroy, or look at it in the SageMaker console")
+                raise CloudError(
+                    f"transform job {job} is still {description['TransformJobStatus']}; "
+                    "stop it with l2c destroy, or look at it in the SageMaker console"
+                )
             time.sleep(delay)
 
 
 def _failure_line(session: CloudSession, job: str, description: dict) -> str:
     status = description["TransformJobStatus"]
     reason = " ".join(str(description.get("FailureReason") or "no reason given").split())
-    return (f"transform job {job} {status}: {reason} (logs: CloudWatch /aws/sagemaker/TransformJobs, "
-            f"streams {job}/*, region {session.region})")
+    return (
+        f"transform job {job} {status}: {reason} (logs: CloudWatch /aws/sagemaker/TransformJobs, "
+        f"streams {job}/*, region {session.region})"
+    )
 
 
 def stop_jobs(session: CloudSession, name: str, reporter: Reporter | None = None) -> list[str]:
@@ -321,8 +357,11 @@ def _write_output(body: Path, predictions: Path, destination: Path, header: str 
     if not join:
         shutil.copyfile(predictions, destination)
         return
-    with body.open("r", newline="") as rows_in, predictions.open("r", newline="") as predicted, \
-            destination.open("w", newline="") as out:
+    with (
+        body.open("r", newline="") as rows_in,
+        predictions.open("r", newline="") as predicted,
+        destination.open("w", newline="") as out,
+    ):
         if header is not None:
             first = predicted.readline()
             width = first.count(",") + 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from l2c.cloud.stack import Deployment, Status
+from l2c.cloud.inventory import Status
+from l2c.cloud.stack import Deployment
 
 
 def status_lines(status: Status) -> list[str]:
@@ -62,7 +63,10 @@ def print_status(status: Status, console: Console | None = None) -> None:
         console.print(line, highlight=False, soft_wrap=True)
     where = "would bill on AWS" if status.target == "local" else "bills"
     for endpoint in status.billing:
-        console.print(f"[bold yellow]billing[/] endpoint {endpoint.name} {where} per instance-hour until destroyed", highlight=False)
+        console.print(
+            f"[bold yellow]billing[/] endpoint {endpoint.name} {where} per instance-hour until destroyed",
+            highlight=False,
+        )
     runtime = runtime_line(status.runtime)
     if runtime:
         console.print(f"[bold yellow]{runtime}[/]", highlight=False, soft_wrap=True)

@@ -1,4 +1,4 @@
-"""The Lambda function between API Gateway and the endpoint (``lambda/`` zipped, python3.13).
+"""The Lambda function between API Gateway and the endpoint (``src/l2c/lambda/`` zipped, python3.13).
 
 The zip is built byte-for-byte reproducibly (fixed timestamps and modes, sorted entries), so
 its SHA-256 says whether the deployed code is already the working tree's and a second deploy
@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from l2c.cloud import tags
 from l2c.cloud.retries import retry_while_role_propagates
 from l2c.cloud.session import CloudError, CloudSession, delete_if_present, get_if_present
+from l2c.config import LAMBDA_DIR, LAMBDA_DIR_ENV
 from l2c.versions import LAMBDA_RUNTIME
 
 NOT_FOUND = {"ResourceNotFoundException"}
@@ -39,7 +40,6 @@ ENVIRONMENT_LIMIT_BYTES = 4096
 # The model's column names, shipped in the zip when they do not fit the environment; the handler
 # reads this file when FEATURE_NAMES is not set.
 FEATURE_NAMES_FILE = "feature_names.json"
-LAMBDA_DIR_ENV = "L2C_LAMBDA_DIR"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 # botocore's FunctionActiveV2 / FunctionUpdatedV2 waiters poll every second, 300 times.
 STATE_POLL_S = 1.0
@@ -69,9 +69,9 @@ def log_group_name(function: str) -> str:
 
 
 def lambda_source_dir() -> Path:
-    """``lambda/`` of the repository this package was installed from (or ``L2C_LAMBDA_DIR``)."""
+    """The handler shipped in the package (``l2c/lambda/``), or the folder ``L2C_LAMBDA_DIR`` names."""
     configured = os.environ.get(LAMBDA_DIR_ENV)
-    folder = Path(configured) if configured else Path(__file__).resolve().parents[3] / "lambda"
+    folder = Path(configured) if configured else LAMBDA_DIR
     if not (folder / "lambda_function.py").is_file():
         raise CloudError(f"no lambda_function.py in {folder}; set {LAMBDA_DIR_ENV} to the folder holding it")
     return folder
@@ -198,7 +198,10 @@ def ensure_function(session: CloudSession, spec: FunctionSpec, wanted_tags: dict
         _wait(session, "function_active_v2", spec.name)
         return arn, "created"
     change = "unchanged"
-    code_differs, configuration_differs = current["CodeSha256"] != spec.code_sha256, _configuration_differs(current, spec)
+    code_differs, configuration_differs = (
+        current["CodeSha256"] != spec.code_sha256,
+        _configuration_differs(current, spec),
+    )
     if code_differs or configuration_differs:
         # A function still Pending (just created) or InProgress (another update) refuses an
         # update with ResourceConflictException: wait until it is Active and its last update done.
@@ -244,9 +247,7 @@ def _configuration_differs(current: dict, spec: FunctionSpec) -> bool:
 
 
 def get_configuration(session: CloudSession, function: str) -> dict | None:
-    return get_if_present(
-        lambda: session.client("lambda").get_function_configuration(FunctionName=function), NOT_FOUND
-    )
+    return get_if_present(lambda: session.client("lambda").get_function_configuration(FunctionName=function), NOT_FOUND)
 
 
 def _wait(session: CloudSession, waiter: str, function: str) -> None:

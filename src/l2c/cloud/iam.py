@@ -1,7 +1,7 @@
 """The two roles of a stack: SageMaker's execution role and the Lambda function's role.
 
 Both live under the path ``/l2c/`` so they can be listed without scanning the account, and
-carry their permissions as inline policies rendered from the templates in ``iam/``: an inline
+carry their permissions as inline policies rendered from the templates in ``src/l2c/iam/``: an inline
 policy lives and dies with its role, so a half-deleted stack cannot leave an orphan policy.
 
 IAM is global while everything else of a stack is regional, and each role's policy names its
@@ -16,7 +16,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from urllib.parse import unquote
-
 
 from l2c.cloud import tags
 from l2c.cloud.session import CloudError, CloudSession, get_if_present
@@ -80,9 +79,7 @@ def ensure_role(session: CloudSession, spec: RoleSpec, wanted_tags: dict[str, st
             iam.tag_role(RoleName=spec.name, Tags=tags.as_tag_list(missing))
             changed = True
     if _inline_policy(session, spec.name, spec.policy_name) != spec.policy:
-        iam.put_role_policy(
-            RoleName=spec.name, PolicyName=spec.policy_name, PolicyDocument=json.dumps(spec.policy)
-        )
+        iam.put_role_policy(RoleName=spec.name, PolicyName=spec.policy_name, PolicyDocument=json.dumps(spec.policy))
         changed = True
     return role["Arn"], changed
 

@@ -1,10 +1,10 @@
 """Everything l2c has in an account and region, found by listing every service it deploys to.
 
-Status shows it; destroy uses it to prove that nothing is left. A resource counts as l2c's when
-it carries an ``l2c:`` tag, or when its name can only be l2c's: a role under ``/l2c/``, an
-object in the ``l2c-<account>-<region>`` bucket, a log group of an ``l2c-`` function or
-endpoint (Lambda and SageMaker create those themselves, untagged), or a SageMaker resource
-named like a deploy names them (a deploy interrupted before tagging leaves those).
+``status()`` shows it (`l2c status`); destroy uses it to prove that nothing is left. A
+resource counts as l2c's when it carries an ``l2c:`` tag, or when its name can only be l2c's:
+a role under ``/l2c/``, an object in the ``l2c-<account>-<region>`` bucket, a log group of an
+``l2c-`` function or endpoint (Lambda and SageMaker create those themselves, untagged), or a
+SageMaker resource named like a deploy names them (a deploy interrupted before tagging leaves those).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from l2c.cloud import apigateway, functions, iam, s3, sagemaker, tags
-from l2c.cloud.session import CloudSession
+from l2c.cloud.session import AUTO, CloudSession, connect
 
 _VERSIONED_NAME = re.compile(r"^l2c-(?P<stack>[a-z][a-z0-9-]*?)-[0-9a-f]{12}(-[0-9a-f]{6})?$")
 _TRANSFORM_JOB_NAME = re.compile(r"^l2c-(?P<stack>[a-z][a-z0-9-]*?)-[0-9]{14}-[0-9a-f]{6}$")
@@ -54,6 +54,52 @@ def stacks(resources: list[Resource]) -> list[str]:
     return sorted({resource.stack for resource in resources if resource.stack})
 
 
+@dataclass
+class Status:
+    """What `l2c status` shows: every l2c resource of the account and region, by stack."""
+
+    region: str
+    target: str
+    resources: list[Resource]
+    # The local cloud's inference runtime, as GET /_l2c/runtime reports it (None on AWS).
+    runtime: dict | None = None
+
+    @property
+    def stacks(self) -> list[str]:
+        return stacks(self.resources)
+
+    def of(self, stack: str | None) -> list[Resource]:
+        return [resource for resource in self.resources if resource.stack == stack]
+
+    @property
+    def billing(self) -> list[Resource]:
+        """Running endpoints: what costs money by the hour."""
+        return [r for r in self.resources if r.kind == "endpoint" and "billed hourly" in r.detail]
+
+
+def status(session: CloudSession | None = None, target: str = AUTO) -> Status:
+    session = session or connect(target)
+    runtime = local_runtime(session) if session.is_local else None
+    return Status(session.region, session.target, inventory(session), runtime)
+
+
+def local_runtime(session: CloudSession) -> dict | None:
+    """How the local cloud's inference runtime fares (crashes, restarts), or None if this cloud
+    does not say: a status must not fail for the want of it."""
+    import os
+
+    import httpx
+
+    edge = session.endpoints.get("*") or os.environ.get("AWS_ENDPOINT_URL")
+    if not edge:
+        return None
+    try:
+        answer = httpx.get(edge.rstrip("/") + "/_l2c/runtime", timeout=5)
+        return answer.json() if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
 def _s3(session: CloudSession) -> list[Resource]:
     bucket = s3.bucket_name(session)
     if not s3.bucket_exists(session, bucket):
@@ -69,7 +115,9 @@ def _iam(session: CloudSession) -> list[Resource]:
         Resource("iam", "role", role["name"], tags.stack_of(role["tags"]) or _stack_from_role(role["name"]))
         for role in iam.list_roles(session)
     ]
-    found += [Resource("iam", "policy", name, None, "stray managed policy") for name in iam.list_local_policies(session)]
+    found += [
+        Resource("iam", "policy", name, None, "stray managed policy") for name in iam.list_local_policies(session)
+    ]
     return found
 
 
@@ -111,8 +159,15 @@ def _transform_jobs(session: CloudSession) -> list[Resource]:
         if stack is None:
             match = _TRANSFORM_JOB_NAME.match(job["TransformJobName"])
             stack = match["stack"] if match else None
-        found.append(Resource("sagemaker", "transform-job", job["TransformJobName"], stack,
-                              f"{job['TransformJobStatus']}, billed per instance-hour until it ends"))
+        found.append(
+            Resource(
+                "sagemaker",
+                "transform-job",
+                job["TransformJobName"],
+                stack,
+                f"{job['TransformJobStatus']}, billed per instance-hour until it ends",
+            )
+        )
     return found
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Iterable
+from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
@@ -51,9 +51,7 @@ def parse_since(text: str) -> float:
     cleaned = (text or "").strip().lower()
     parts = _SINCE.findall(cleaned)
     if not parts or "".join(number + unit for number, unit in parts) != cleaned:
-        raise CloudError(
-            f"--since takes a duration such as 30s, 10m, 2h, 1d or 1h30m (got {text!r})"
-        )
+        raise CloudError(f"--since takes a duration such as 30s, 10m, 2h, 1d or 1h30m (got {text!r})")
     return float(sum(int(number) * _UNIT_SECONDS[unit] for number, unit in parts))
 
 
@@ -102,13 +100,16 @@ def _event(group: LogGroup, item: dict) -> LogEvent:
 
 def interleave(*groups_events: Iterable[LogEvent]) -> list[LogEvent]:
     """One timeline: by timestamp; at the same millisecond, each group keeps its own order."""
-    tagged = [(event.timestamp, rank, index, event) for rank, events in enumerate(groups_events)
-              for index, event in enumerate(events)]
+    tagged = [
+        (event.timestamp, rank, index, event)
+        for rank, events in enumerate(groups_events)
+        for index, event in enumerate(events)
+    ]
     return [event for *_, event in sorted(tagged, key=lambda item: item[:3])]
 
 
 def format_event(event: LogEvent) -> str:
-    when = datetime.fromtimestamp(event.timestamp / 1000, tz=timezone.utc)
+    when = datetime.fromtimestamp(event.timestamp / 1000, tz=UTC)
     stamp = when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}"
     return f"{stamp}  {event.group.label:<8}  {event.message}"
 
@@ -160,7 +161,7 @@ def show_logs(
 
     Returns how many events were printed. ``polls`` bounds the follow loop (tests); None: until Ctrl-C.
     """
-    from l2c.cloud.stack import check_stack_name
+    from l2c.cloud.names import check_stack_name
 
     check_stack_name(stack)
     reader = LogReader(session.client("logs"), stack_log_groups(stack), start_millis(parse_since(since)))

@@ -1,9 +1,9 @@
-"""The IAM documents of a deploy, rendered from the JSON templates in the repository's ``iam/``.
+"""The IAM documents of a deploy, rendered from the JSON templates in the package's ``iam/``.
 
-``iam/`` is the single source: the deploy code renders these files and a person in the console
-pastes the same ones (see iam/README.md). The package is installed editable (``pip install -e
-.``), so the folder is found from this file: ``src/l2c/cloud/policies.py`` -> ``parents[3]`` is
-the repository root. A non-editable install would not carry the folder; the error says so.
+``src/l2c/iam/`` is the single source: the deploy code renders these files and a person in the
+console pastes the same ones (see src/l2c/iam/README.md). The folder ships inside the package
+(``l2c.config.IAM_DIR``), so an installed wheel carries it as an editable install does; if it is
+missing all the same (a broken install), the error says so.
 
 Placeholders look like ``${Region}``. IAM's own policy variables (``${aws:username}``) contain a
 colon and are left alone.
@@ -16,19 +16,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-IAM_DIR = Path(__file__).resolve().parents[3] / "iam"
+from l2c.config import IAM_DIR
+from l2c.errors import L2CError
+
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)\}")
 # SageMaker lower-cases the names inside its ARNs; IAM compares ARNs case-sensitively, so a
 # policy naming "arn:...:endpoint/My-Endpoint" would never match the endpoint it is meant for.
 SAGEMAKER_ARN_PREFIX = "arn:${Partition}:sagemaker:"
 
 
-class PolicyTemplateError(ValueError):
+class PolicyTemplateError(L2CError, ValueError):
     """A template is missing, or a value for it is missing or would widen the policy."""
 
 
 def template_names() -> list[str]:
-    """The templates in iam/, without the .json suffix."""
+    """The templates in src/l2c/iam/, without the .json suffix."""
     return sorted(path.stem for path in _iam_dir().glob("*.json"))
 
 
@@ -64,11 +66,6 @@ def render_policy(template_name: str, **values: str) -> dict[str, Any]:
     return _substitute(load_template(template_name), values)
 
 
-def policy_json(template_name: str, **values: str) -> str:
-    """The rendered policy as the compact JSON string IAM's API takes."""
-    return json.dumps(render_policy(template_name, **values), separators=(",", ":"))
-
-
 def image_account(image_uri: str) -> str:
     """The registry account of an ECR image URI such as ``683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.2-0``."""
     account = image_uri.split(".", 1)[0]
@@ -80,7 +77,7 @@ def image_account(image_uri: str) -> str:
 def _iam_dir() -> Path:
     if not IAM_DIR.is_dir():
         raise PolicyTemplateError(
-            f"the iam/ templates are not at {IAM_DIR}; install l2c editable from its repository (pip install -e .)"
+            f"the iam/ templates are not at {IAM_DIR}: this l2c install is incomplete; reinstall it from its repository (pip install .)"
         )
     return IAM_DIR
 
@@ -88,7 +85,7 @@ def _iam_dir() -> Path:
 def _check_value(name: str, value: str) -> None:
     if not value.strip():
         raise PolicyTemplateError(f"the value for {name} is empty")
-    if any(char in value for char in "*?$\"") or any(char.isspace() for char in value):
+    if any(char in value for char in '*?$"') or any(char.isspace() for char in value):
         raise PolicyTemplateError(f"the value for {name} must not hold wildcards, quotes, '$' or spaces: {value!r}")
 
 

@@ -6,9 +6,10 @@ spinner while waiting on AWS, tests pass a silent one and read what was said.
 
 from __future__ import annotations
 
+import importlib.util
 import time
-from contextlib import contextmanager
-from typing import Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 
 class Reporter:
@@ -38,6 +39,11 @@ class ConsoleReporter(Reporter):
 
         self.console = console or Console()
 
+    def _can_animate(self) -> bool:
+        """rich animates in Jupyter only through ipywidgets: without it, it prints a warning to
+        install them and leaves an empty output behind, so a notebook gets the closing line only."""
+        return not self.console.is_jupyter or importlib.util.find_spec("ipywidgets") is not None
+
     def step(self, message: str) -> None:
         super().step(message)
         self.console.print(f"  [green]✓[/] {message}", highlight=False, soft_wrap=True)
@@ -50,6 +56,9 @@ class ConsoleReporter(Reporter):
     def waiting(self, message: str) -> Iterator[None]:
         self.lines.append(message)
         started = time.monotonic()
-        with self.console.status(f"{message} ...", spinner="dots"):
+        spinner = self.console.status(f"{message} ...", spinner="dots") if self._can_animate() else nullcontext()
+        with spinner:
             yield
-        self.console.print(f"  [green]✓[/] {message} ({time.monotonic() - started:.0f} s)", highlight=False, soft_wrap=True)
+        self.console.print(
+            f"  [green]✓[/] {message} ({time.monotonic() - started:.0f} s)", highlight=False, soft_wrap=True
+        )

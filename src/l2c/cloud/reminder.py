@@ -21,7 +21,7 @@ def reminder(name: str, session: CloudSession) -> str:
     billing = "" if session.is_local else f"; endpoint {sagemaker.endpoint_name(name)} bills by the hour until then"
     return (
         f"Stack {name} may still be deployed {where}{billing}. Clean up: run the last cell, "
-        f'stack.destroy("{name}", session=...), or `{command}` in a terminal.'
+        f'teardown.destroy("{name}", session=...), or `{command}` in a terminal.'
     )
 
 

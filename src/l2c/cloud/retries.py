@@ -17,7 +17,8 @@ delays and quotas run at the same pace.
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from botocore.exceptions import ClientError
 
@@ -50,8 +51,13 @@ def throttled(err: ClientError) -> bool:
     return err.response.get("Error", {}).get("Code") in THROTTLED
 
 
-def retry(call: Callable[[], T], retryable: Callable[[ClientError], bool], budget_s: float,
-          first_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S) -> T:
+def retry(
+    call: Callable[[], T],
+    retryable: Callable[[ClientError], bool],
+    budget_s: float,
+    first_delay_s: float = FIRST_DELAY_S,
+    max_delay_s: float = MAX_DELAY_S,
+) -> T:
     """``call()`` until it succeeds, fails for another reason, or ``budget_s`` is spent (then re-raise)."""
     deadline = time.monotonic() + budget_s
     delay = first_delay_s
@@ -65,8 +71,13 @@ def retry(call: Callable[[], T], retryable: Callable[[ClientError], bool], budge
         delay = min(delay * 2, max_delay_s)
 
 
-def repeat_while(call: Callable[[], T], again: Callable[[T], bool], budget_s: float,
-                 first_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S) -> T:
+def repeat_while(
+    call: Callable[[], T],
+    again: Callable[[T], bool],
+    budget_s: float,
+    first_delay_s: float = FIRST_DELAY_S,
+    max_delay_s: float = MAX_DELAY_S,
+) -> T:
     """``call()`` again, with back-off, while ``again(result)`` holds and ``budget_s`` lasts; the last result."""
     deadline = time.monotonic() + budget_s
     delay = first_delay_s

@@ -150,13 +150,10 @@ def ensure_model(
 ) -> bool:
     """Create the SageMaker model unless it exists; True when it was created."""
     sm = session.client("sagemaker")
-    try:
-        arn = sm.describe_model(ModelName=name)["ModelArn"]
-        created = False
-    except ClientError as err:
-        if not _is_missing(err):
-            raise
-        arn = retry_while_role_propagates(
+    return _describe_or_create(
+        session,
+        lambda: sm.describe_model(ModelName=name)["ModelArn"],
+        lambda: retry_while_role_propagates(
             lambda: sm.create_model(
                 ModelName=name,
                 ExecutionRoleArn=role_arn,
@@ -164,28 +161,34 @@ def ensure_model(
                 Tags=tags.as_tag_list(wanted_tags),
             )["ModelArn"],
             session,
-        )
-        created = True
-    ensure_tags(session, arn, wanted_tags)
-    return created
+        ),
+        wanted_tags,
+    )
 
 
-def ensure_endpoint_config(
-    session: CloudSession, name: str, model: str, hosting: Hosting, wanted_tags: dict
-) -> bool:
+def ensure_endpoint_config(session: CloudSession, name: str, model: str, hosting: Hosting, wanted_tags: dict) -> bool:
     sm = session.client("sagemaker")
-    try:
-        arn = sm.describe_endpoint_config(EndpointConfigName=name)["EndpointConfigArn"]
-        created = False
-    except ClientError as err:
-        if not _is_missing(err):
-            raise
-        arn = sm.create_endpoint_config(
+    return _describe_or_create(
+        session,
+        lambda: sm.describe_endpoint_config(EndpointConfigName=name)["EndpointConfigArn"],
+        lambda: sm.create_endpoint_config(
             EndpointConfigName=name,
             ProductionVariants=[hosting.production_variant(model)],
             Tags=tags.as_tag_list(wanted_tags),
-        )["EndpointConfigArn"]
-        created = True
+        )["EndpointConfigArn"],
+        wanted_tags,
+    )
+
+
+def _describe_or_create(session: CloudSession, describe, create, wanted_tags: dict) -> bool:
+    """The ARN from ``describe()``, or from ``create()`` when SageMaker says there is none; then
+    its tags brought to ``wanted_tags``. True when it was created."""
+    try:
+        arn, created = describe(), False
+    except ClientError as err:
+        if not _is_missing(err):
+            raise
+        arn, created = create(), True
     ensure_tags(session, arn, wanted_tags)
     return created
 
@@ -200,9 +203,7 @@ def ensure_tags(session: CloudSession, arn: str, wanted_tags: dict) -> None:
         sm.add_tags(ResourceArn=arn, Tags=tags.as_tag_list(missing))
 
 
-def ensure_endpoint(
-    session: CloudSession, endpoint: str, config: str, wanted_tags: dict, reporter: Reporter
-) -> str:
+def ensure_endpoint(session: CloudSession, endpoint: str, config: str, wanted_tags: dict, reporter: Reporter) -> str:
     """Bring the endpoint onto ``config``: 'created', 'unchanged' or 'updated'.
 
     An endpoint still busy with an earlier operation (a deploy interrupted during its wait) is
@@ -252,7 +253,9 @@ def update_endpoint(session: CloudSession, endpoint: str, current: dict, config:
     registered, so the target is taken off for the update and put back afterwards.
     """
     target = scalable_target(session, endpoint)
-    retype = target is not None and _instance_type(session, current["EndpointConfigName"]) != _instance_type(session, config)
+    retype = target is not None and _instance_type(session, current["EndpointConfigName"]) != _instance_type(
+        session, config
+    )
     arguments = {"EndpointName": endpoint, "EndpointConfigName": config}
     if target is not None and not retype:
         arguments["RetainAllVariantProperties"] = True
@@ -315,7 +318,9 @@ def hosting_of(session: CloudSession, description: dict) -> str | None:
         variant = variants[0]
         if not variant:
             return None
-    serverless = any(key in variant for key in ("ServerlessConfig", "CurrentServerlessConfig", "DesiredServerlessConfig"))
+    serverless = any(
+        key in variant for key in ("ServerlessConfig", "CurrentServerlessConfig", "DesiredServerlessConfig")
+    )
     return "serverless" if serverless else "instances"
 
 
@@ -344,8 +349,13 @@ def wait_in_service(session: CloudSession, endpoint: str, reporter: Reporter, do
     """Poll as botocore's EndpointInService waiter does (Failed is a failure); the description."""
     message = f"endpoint {endpoint} {doing} (on AWS this takes 5-10 minutes)"
     with reporter.waiting(message):
-        description = _poll(session, endpoint, lambda d: d is None or d["EndpointStatus"] not in BUSY,
-                            IN_SERVICE_POLL_S, IN_SERVICE_MAX_POLLS)
+        description = _poll(
+            session,
+            endpoint,
+            lambda d: d is None or d["EndpointStatus"] not in BUSY,
+            IN_SERVICE_POLL_S,
+            IN_SERVICE_MAX_POLLS,
+        )
     if description is None or description["EndpointStatus"] != "InService":
         raise _failure(session, endpoint, description or {})
     return description
@@ -357,8 +367,13 @@ def wait_settled(session: CloudSession, endpoint: str, reporter: Reporter) -> di
     if current is None or current["EndpointStatus"] not in BUSY:
         return current
     with reporter.waiting(f"endpoint {endpoint} is {current['EndpointStatus']}: waiting for SageMaker to finish"):
-        return _poll(session, endpoint, lambda d: d is None or d["EndpointStatus"] not in BUSY,
-                     IN_SERVICE_POLL_S, IN_SERVICE_MAX_POLLS)
+        return _poll(
+            session,
+            endpoint,
+            lambda d: d is None or d["EndpointStatus"] not in BUSY,
+            IN_SERVICE_POLL_S,
+            IN_SERVICE_MAX_POLLS,
+        )
 
 
 def _poll(session: CloudSession, endpoint: str, done, delay_s: float, attempts: int) -> dict | None:

@@ -30,24 +30,20 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from l2c.config import EXECUTE_API_URL_ENV, LOCAL_CREDENTIALS, LOCAL_REGION, PACE_ENV, STATE_DIR_ENV
+from l2c.errors import L2CError
+
 AUTO, LOCAL, AWS = "auto", "local", "aws"
 TARGETS = (AUTO, LOCAL, AWS)
 
-# Set by `l2c up` and the test session: where the local execute-api gateway listens.
-EXECUTE_API_URL_ENV = "L2C_EXECUTE_API_URL"
-STATE_DIR_ENV = "L2C_STATE_DIR"
-# Exported by the local cloud: the fraction of AWS's durations its delays take (l2c.local.pace).
-PACE_ENV = "L2C_PACE"
 # Below this a poll of the local cloud is a busy loop.
 MIN_LOCAL_POLL_S = 0.05
 LOCAL_CLOUD_FILE = "local-cloud.json"
-LOCAL_REGION = "us-east-1"
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 _RETRIES = {"mode": "standard", "max_attempts": 5}
 
 
-class CloudError(RuntimeError):
+class CloudError(L2CError, RuntimeError):
     """A cloud step cannot go on; the message says what happened and what to do."""
 
 
@@ -164,20 +160,26 @@ def write_private(path: Path, text: str) -> Path:
     return path
 
 
-def connect(target: str = AUTO, region: str | None = None, profile: str | None = None) -> CloudSession:
-    """Open a session on the target and ask STS who we are; fail with a clear message if we can't."""
+def connect(
+    target: str = AUTO, region: str | None = None, profile: str | None = None, env: dict[str, str] | None = None
+) -> CloudSession:
+    """Open a session on the target and ask STS who we are; fail with a clear message if we can't.
+
+    ``env``: the variables of a local cloud this process started (``LocalCloud.env``), for target
+    ``local`` only; without it, the environment or the file `l2c up` wrote says where it is."""
     if target not in TARGETS:
         raise CloudError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    if env is not None and target != LOCAL:
+        raise CloudError(f"a local cloud's variables were given for target {target!r}; they are for {LOCAL!r} only")
     if target == LOCAL:
-        return _connect_local(region)
+        return _connect_local(region, {**LOCAL_CREDENTIALS, **env} if env is not None else local_cloud_env())
     boto = _aws_session(profile, region)
     config = Config(retries=_RETRIES, ignore_configured_endpoint_urls=(target == AWS))
     # boto3 sessions read AWS_DEFAULT_REGION; AWS_REGION is what Lambda and most tools set.
     region = boto.region_name or os.environ.get("AWS_REGION")
     if not region:
         raise CloudError(
-            "no AWS region is configured: set AWS_REGION (for example us-east-1), "
-            "run `aws configure`, or pass --region"
+            "no AWS region is configured: set AWS_REGION (for example us-east-1), run `aws configure`, or pass --region"
         )
     points_at_local = target == AUTO and bool(os.environ.get("AWS_ENDPOINT_URL"))
     session = CloudSession(
@@ -201,8 +203,7 @@ def _aws_session(profile: str | None, region: str | None) -> boto3.Session:
         raise CloudError(f"cannot open an AWS session: {err}") from None
 
 
-def _connect_local(region: str | None) -> CloudSession:
-    env = local_cloud_env()
+def _connect_local(region: str | None, env: dict[str, str]) -> CloudSession:
     region = region or env.get("AWS_DEFAULT_REGION") or LOCAL_REGION
     boto = boto3.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],

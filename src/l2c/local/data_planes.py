@@ -39,7 +39,10 @@ def is_runtime_call(request: EdgeRequest) -> bool:
 
 
 def is_execute_api_call(request: EdgeRequest) -> bool:
-    return EXECUTE_API_PATH.match(request.path) is not None or EXECUTE_API_HOST.match(request.header("host") or "") is not None
+    return (
+        EXECUTE_API_PATH.match(request.path) is not None
+        or EXECUTE_API_HOST.match(request.header("host") or "") is not None
+    )
 
 
 def is_test_invoke_call(request: EdgeRequest) -> bool:
@@ -90,8 +93,12 @@ class RuntimeForwarder:
             return Reply(answer.status, headers, body)
         except OSError:
             # The runtime is down or restarting: what the service says when it cannot answer.
-            return json_reply(503, {"message": "Service Unavailable"}, error_type="ServiceUnavailable",
-                              extra_headers=[("Retry-After", "1")])
+            return json_reply(
+                503,
+                {"message": "Service Unavailable"},
+                error_type="ServiceUnavailable",
+                extra_headers=[("Retry-After", "1")],
+            )
         finally:
             connection.close()
 
@@ -103,13 +110,16 @@ class GatewayAdapter:
         self.gateway = gateway
 
     def __call__(self, request: EdgeRequest) -> Reply:
-        from l2c.local.gateway import MAX_BODY_BYTES, Request
+        from l2c.local.gateway.messages import Request
+        from l2c.local.gateway.quotas import MAX_BODY_BYTES
 
         if len(request.body) > MAX_BODY_BYTES:
             return json_reply(413, {"message": "Request Too Long"})
         target = request.path + (f"?{request.query}" if request.query else "")
         answer = self.gateway.handle(Request(request.method, target, request.raw_headers, request.body, request.client))
-        headers = [(k, v) for k, v in answer.headers.items() if k.lower() not in ("content-length", "transfer-encoding")]
+        headers = [
+            (k, v) for k, v in answer.headers.items() if k.lower() not in ("content-length", "transfer-encoding")
+        ]
         return Reply(answer.status, headers, b"" if request.method == "HEAD" else answer.body)
 
 
@@ -122,7 +132,7 @@ class TestInvokeAdapter:
         self.gateway = gateway
 
     def __call__(self, request: EdgeRequest) -> Reply:
-        from l2c.local.gateway import NotFound
+        from l2c.local.gateway.routing import NotFound
         from l2c.local.rules import AwsError
 
         target = TEST_INVOKE_PATH.match(request.path)

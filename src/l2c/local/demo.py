@@ -15,28 +15,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 
-from l2c.artifact import TARBALL_NAME
-from l2c.cloud import stack
+from l2c.cloud import inventory, stack, teardown
 from l2c.cloud.display import print_deployment, print_status
 from l2c.cloud.progress import ConsoleReporter
-from l2c.cloud.session import LOCAL, STATE_DIR_ENV, connect
+from l2c.cloud.session import LOCAL, connect
+from l2c.config import STATE_DIR_ENV
 from l2c.local.cloud import LocalCloud, Ports
-
-MODELS = ("iris", "house-price")
-# The request bodies of the tutorial's Postman screenshots (its test_point_*_sample.csv rows).
-TUTORIAL_BODIES = {
-    "iris": {
-        "data": "5.099999999999999645e+00,3.299999999999999822e+00,"
-        "1.699999999999999956e+00,5.000000000000000000e-01"
-    },
-    "house-price": {
-        "data": "3.77E-02,8.00E+01,1.52E+00,0.00E+00,4.04E-01,7.27E+00,3.83E+01,"
-        "7.31E+00,2.00E+00,3.29E+02,1.26E+01,3.92E+02,6.62E+00"
-    },
-}
+from l2c.local.tutorial import MODELS, TUTORIAL_BODIES, answer_text, page_status, post
+from l2c.training import ensure_trained
 
 
 @dataclass
@@ -46,49 +34,20 @@ class DemoResult:
     pages: dict[str, int] = field(default_factory=dict)  # each stack's page URL: the HTTP status it got
 
 
-def ensure_trained(name: str, models_dir: Path | str = "models", console: Console | None = None) -> Path:
-    """``models_dir/<name>``, trained first (with the package's defaults) if it is not there."""
-    model_dir = Path(models_dir) / name
-    if not (model_dir / TARBALL_NAME).is_file():
-        from l2c.training import train_and_save
-
-        if console is not None:
-            console.print(f"training {name} (first run only) ...", highlight=False)
-        train_and_save(name, models_dir=models_dir)
-    return model_dir
-
-
-def post(url: str, body: dict, api_key: str | None) -> tuple[int, dict]:
-    headers = {"x-api-key": api_key} if api_key else {}
-    response = httpx.post(url, json=body, headers=headers, timeout=60)
-    return response.status_code, response.json()
-
-
-def page_status(url: str) -> int:
-    return httpx.get(url, timeout=30).status_code
-
-
-def answer_text(name: str, status: int, answer: dict) -> str:
-    if status != 200:
-        return f"HTTP {status}: {json.dumps(answer)}"
-    prediction = answer.get("prediction")
-    if name == "house-price" and isinstance(prediction, (int, float)):
-        return f"predicted median value {prediction:.2f} (in $1000s)"
-    return f"predicted species {prediction}"
-
-
 @contextmanager
-def _scoped_environment():
-    """The demo's cloud points this process's boto3 at itself; undo that (and keep the demo's
-    files out of the working folder) once it is over."""
-    saved = dict(os.environ)
+def _throwaway_state_dir():
+    """The deploys' files (filled Postman environments) go to a temporary folder, not the
+    working folder's .l2c/, for as long as the demo runs."""
+    saved = os.environ.get(STATE_DIR_ENV)
     with tempfile.TemporaryDirectory(prefix="l2c-demo-") as folder:
         os.environ[STATE_DIR_ENV] = folder
         try:
             yield
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            if saved is None:
+                os.environ.pop(STATE_DIR_ENV, None)
+            else:
+                os.environ[STATE_DIR_ENV] = saved
 
 
 def run_demo(models_dir: Path | str = "models", console: Console | None = None) -> DemoResult:
@@ -96,11 +55,11 @@ def run_demo(models_dir: Path | str = "models", console: Console | None = None) 
     model_dirs = {name: ensure_trained(name, models_dir, console) for name in MODELS}
     answers: dict[str, dict] = {}
     # Free ports and a throw-away state folder: the demo must not disturb an `l2c up` left running.
-    with _scoped_environment(), LocalCloud(Ports.free(), models_dir=Path(models_dir).resolve()) as cloud:
+    with _throwaway_state_dir(), LocalCloud(Ports.free(), models_dir=Path(models_dir).resolve()) as cloud:
         console.rule("local cloud")
         for line in cloud.exports():
             console.print(f"  {line}", highlight=False)
-        session = connect(LOCAL)
+        session = connect(LOCAL, env=cloud.env)
         reporter = ConsoleReporter(console)
         deployments = {}
         for name, model_dir in model_dirs.items():
@@ -117,10 +76,10 @@ def run_demo(models_dir: Path | str = "models", console: Console | None = None) 
         for url, status in pages.items():
             console.print(f"  GET {url} -> {status}", highlight=False)
         console.rule("status")
-        print_status(stack.status(session), console)
+        print_status(inventory.status(session), console)
         console.rule("destroy")
-        stack.destroy(everything=True, session=session, reporter=reporter)
-        left = stack.status(session)
+        teardown.destroy(everything=True, session=session, reporter=reporter)
+        left = inventory.status(session)
         print_status(left, console)
     console.print("[green]done[/]: the local cloud is stopped")
     return DemoResult(answers=answers, left_after_destroy=left.resources, pages=pages)

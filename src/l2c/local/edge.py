@@ -21,9 +21,9 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Callable
 from urllib.parse import parse_qsl
 
 from l2c.cloud.session import CloudError
@@ -149,7 +149,7 @@ class Edge:
     # ----------------------------------------------------------------- admin
 
     def _admin_call(self, request: EdgeRequest) -> Reply:
-        name = request.path[len(ADMIN_PREFIX):].strip("/")
+        name = request.path[len(ADMIN_PREFIX) :].strip("/")
         handler = self._admin.get((request.method, name)) or self._admin_trees.get(name.split("/", 1)[0])
         if handler is None:
             return json_reply(404, {"message": f"no local-cloud setting {request.method} {name}"})
@@ -276,7 +276,9 @@ def account_of(access_key: str) -> str:
 
 def _request(environ) -> EdgeRequest:
     """The request as the edge sees it, without its body (read only where it is needed)."""
-    raw_headers = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items() if key.startswith("HTTP_")]
+    raw_headers = [
+        (key[5:].replace("_", "-").title(), value) for key, value in environ.items() if key.startswith("HTTP_")
+    ]
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
             raw_headers.append((key.replace("_", "-").title(), environ[key]))

@@ -55,9 +55,7 @@ log = logging.getLogger("l2c.local.lambda_api")
 
 def is_invoke_call(request: EdgeRequest) -> bool:
     return (
-        request.method == "POST"
-        and request.signing_service == "lambda"
-        and INVOKE_PATH.match(request.path) is not None
+        request.method == "POST" and request.signing_service == "lambda" and INVOKE_PATH.match(request.path) is not None
     )
 
 
@@ -77,8 +75,9 @@ class LambdaInvoke:
             raise lambda_rules.not_found(account, region, function_name)
         invocation_type = request.header("x-amz-invocation-type") or "RequestResponse"
         if invocation_type not in ("RequestResponse", "Event", "DryRun"):
-            raise AwsError("InvalidParameterValueException", f"Unsupported invocation type {invocation_type}",
-                           400, Type="User")
+            raise AwsError(
+                "InvalidParameterValueException", f"Unsupported invocation type {invocation_type}", 400, Type="User"
+            )
         _check_size(request.body, invocation_type)
         config = lambda_rules.with_lifecycle(function.get_configuration())
         refusal = lambda_rules.conflict_while_busy(config["FunctionArn"])
@@ -108,8 +107,11 @@ class LambdaInvoke:
         try:
             run(self.host, config, event, wait_s=EVENT_THROTTLE_WAIT_S)
         except InvocationThrottled:
-            log.warning("asynchronous invocation of %s dropped: still throttled after %.0f s",
-                        config["FunctionName"], EVENT_THROTTLE_WAIT_S)
+            log.warning(
+                "asynchronous invocation of %s dropped: still throttled after %.0f s",
+                config["FunctionName"],
+                EVENT_THROTTLE_WAIT_S,
+            )
         except Exception:  # nobody waits for an Event invocation; its failure goes to the log
             log.exception("asynchronous invocation of %s failed", config["FunctionName"])
 
@@ -168,7 +170,8 @@ def _check_size(body: bytes, invocation_type: str) -> None:
         raise AwsError(
             "RequestEntityTooLargeException",
             f"Request must be smaller than {limit} bytes for the InvokeFunction operation",
-            413, Type="User",
+            413,
+            Type="User",
         )
 
 
@@ -178,8 +181,9 @@ def _event(body: bytes):
     try:
         return json.loads(body)
     except ValueError as err:
-        raise AwsError("InvalidRequestContentException", f"Could not parse request body into json: {err}",
-                       400, Type="User") from None
+        raise AwsError(
+            "InvalidRequestContentException", f"Could not parse request body into json: {err}", 400, Type="User"
+        ) from None
 
 
 def _headers() -> list[tuple[str, str]]:

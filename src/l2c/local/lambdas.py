@@ -211,7 +211,8 @@ class Concurrency:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise InvocationThrottled(
-                        "ConcurrentInvocationLimitExceeded" if reserved is None
+                        "ConcurrentInvocationLimitExceeded"
+                        if reserved is None
                         else "ReservedFunctionConcurrentInvocationLimitExceeded"
                     )
                 self._freed.wait(remaining)
@@ -233,16 +234,14 @@ class Concurrency:
 class LambdaHost:
     """Invokes functions deployed to the control plane, each in its own worker processes."""
 
-    def __init__(self, boto_session, control_plane_url: str, cloud_env: dict[str, str], code_of, write_logs=None):
+    def __init__(self, boto_session, control_plane_url: str, cloud_env: dict[str, str], code_of, write_logs):
         """``cloud_env``: the AWS_* variables that point a worker back at this cloud.
         ``code_of(function_arn) -> bytes``: the deployed zip.
         ``write_logs(function_arn, group, stream, events, keep)``: stores log events without a
-        round trip (the control plane's own store), keeping the stream's newest ``keep``; None
-        sends them with PutLogEvents."""
+        round trip (the control plane's own store), keeping the stream's newest ``keep``."""
         self._lambda = boto_session.client("lambda", endpoint_url=control_plane_url)
         self._sts = boto_session.client("sts", endpoint_url=control_plane_url)
         self._credentials: dict[str, tuple[float, dict[str, str]]] = {}
-        self._logs = boto_session.client("logs", endpoint_url=control_plane_url)
         self._cloud_env = cloud_env
         self._code_of = code_of
         self._write_logs = write_logs
@@ -252,7 +251,6 @@ class LambdaHost:
         self._idle: dict[str, list[Worker]] = {}
         self.concurrency = Concurrency(UNRESERVED_CONCURRENCY)
         self._workers: set[Worker] = set()
-        self._log_streams: set[tuple[str, str]] = set()
 
     def configuration(self, function: str) -> dict:
         return self._lambda.get_function_configuration(FunctionName=function)
@@ -422,27 +420,9 @@ class LambdaHost:
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in lines]
         try:
-            if self._write_logs is not None:
-                self._write_logs(config["FunctionArn"], group, stream, events, LOG_EVENTS_PER_STREAM)
-                return
-            self._ensure_log_stream(group, stream)
-            self._logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+            self._write_logs(config["FunctionArn"], group, stream, events, LOG_EVENTS_PER_STREAM)
         except Exception as err:  # logs are best effort; an invocation never fails for them
-            self._log_streams.discard((group, stream))
             log.warning("could not write logs of %s: %s", function, err)
-
-    def _ensure_log_stream(self, group: str, stream: str) -> None:
-        if (group, stream) in self._log_streams:
-            return
-        for create in (
-            lambda: self._logs.create_log_group(logGroupName=group),
-            lambda: self._logs.create_log_stream(logGroupName=group, logStreamName=stream),
-        ):
-            try:
-                create()
-            except self._logs.exceptions.ResourceAlreadyExistsException:
-                pass
-        self._log_streams.add((group, stream))
 
     def stop(self) -> None:
         with self._lock:

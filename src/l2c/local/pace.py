@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import threading
 
-from l2c.cloud.session import PACE_ENV, CloudError
+from l2c.cloud.session import CloudError
+from l2c.config import PACE_ENV
 
 DEFAULT_PACE = 0.01
 # Below this a poll is a busy loop; above it a test waits for nothing.

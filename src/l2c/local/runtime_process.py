@@ -2,7 +2,7 @@
 
 In the cloud's process it shared one GIL with moto and the gateway, which capped the whole
 path near 250 req/s on two cores. Here it keeps what made it cheap there: its boto3 session
-answers repeated control-plane reads from memory (``control_plane.cache_reads``) until moto's
+answers repeated control-plane reads from memory (:mod:`l2c.local.read_cache`) until moto's
 change count moves, the count being read from the page the cloud's process shares with it.
 
 The cloud's process owns this one: the child exits when its stdin reaches end of file, which
@@ -52,11 +52,20 @@ class RuntimeProcess:
     def wait_listening(self, timeout: float) -> bool:
         return self._ready.wait(timeout)
 
-    def start(self) -> "RuntimeProcess":
+    def start(self) -> RuntimeProcess:
         fd = self._changes.fileno()
         level = logging.getLogger(LOGGER).getEffectiveLevel()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "l2c.local.runtime_process", self.host, str(self.port), self.region, str(fd), str(level)],
+            [
+                sys.executable,
+                "-m",
+                "l2c.local.runtime_process",
+                self.host,
+                str(self.port),
+                self.region,
+                str(fd),
+                str(level),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={**os.environ, **self._env},
@@ -67,14 +76,14 @@ class RuntimeProcess:
         self._reader.start()
         return self
 
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> "RuntimeProcess":
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> RuntimeProcess:
         deadline = time.monotonic() + timeout
         process = self.process
         while not self._ready.wait(0.05):
             code = process.poll()
             if code is not None or time.monotonic() > deadline:
                 self.stop()
-                from l2c.local.control_plane import ensure_port_free
+                from l2c.local.ports import ensure_port_free
 
                 ensure_port_free(self.host, self.port, "the inference runtime")  # the likely cause, said clearly
                 raise CloudError(
@@ -134,8 +143,9 @@ class _JsonLines(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             exc_text = logging.Formatter().formatException(record.exc_info) if record.exc_info else record.exc_text
-            line = json.dumps({"name": record.name, "levelno": record.levelno, "message": record.getMessage(),
-                               "exc_text": exc_text})
+            line = json.dumps(
+                {"name": record.name, "levelno": record.levelno, "message": record.getMessage(), "exc_text": exc_text}
+            )
             with self._lock_out:
                 self._out.write(line + "\n")
                 self._out.flush()
@@ -170,24 +180,25 @@ def main(argv: list[str]) -> None:
     import boto3
     import uvicorn
 
-    from l2c.cloud.session import LOCAL_CREDENTIALS
-    from l2c.local import control_plane
+    from l2c.config import LOCAL_CREDENTIALS
+    from l2c.local.change_count import ChangeCount
+    from l2c.local.read_cache import cache_reads
     from l2c.serving.runtime_api import BotoControlPlane, ContainerLog, LocalAuthorizer, runtime_app
     from l2c.serving.server import _config, settle_garbage_collector
 
-    control_plane.changes = control_plane.ChangeCount(fd)
+    changes = ChangeCount(fd)  # moto's count, seen through the page the parent shares
     session = boto3.Session(
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=region,
     )
-    control_plane.cache_reads(session)
+    cache_reads(session, changes)
     # Re-resolved on every request (answered from memory until the count moves): a redeployed
     # endpoint answers with its new model at once.
     app = runtime_app(refresh_seconds=0.0, control_plane=BotoControlPlane(region, session))
     # A Lambda function's assumed-role credentials are checked against its role's policies, as
     # AWS checks them; the answers are kept until moto changes, so steady traffic asks nothing.
-    app.authorizer = LocalAuthorizer(os.environ["AWS_ENDPOINT_URL"], control_plane.changes)
+    app.authorizer = LocalAuthorizer(os.environ["AWS_ENDPOINT_URL"], changes)
     app.container_log = ContainerLog(session, region)
     settle_garbage_collector()
     server = uvicorn.Server(_config(app, host, port))

@@ -23,8 +23,8 @@ import logging
 import signal
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from l2c.cloud.session import CloudError
 from l2c.local.runtime_process import STARTUP_TIMEOUT_SECONDS, STOP_TIMEOUT_SECONDS, RuntimeProcess
@@ -62,7 +62,7 @@ def exit_reason(code: int | None) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class RuntimeRecord:
@@ -127,7 +127,7 @@ class RuntimeSupervisor:
         self._first: RuntimeProcess | None = None
         self._watcher: threading.Thread | None = None
 
-    def start(self) -> "RuntimeSupervisor":
+    def start(self) -> RuntimeSupervisor:
         self._first = self._current = self._spawn()
         self.record.starting(self._current.pid, again=False)
         self._watcher = threading.Thread(target=self._watch, name="l2c-runtime-supervisor", daemon=True)
@@ -175,7 +175,11 @@ class RuntimeSupervisor:
             log.warning(
                 "the inference runtime %s (%s, pid %s); starting it again on %s:%d in %.1f s",
                 "exited unexpectedly" if runtime.ready else "did not come back",
-                exit_reason(code), runtime.pid, runtime.host, runtime.port, delay,
+                exit_reason(code),
+                runtime.pid,
+                runtime.host,
+                runtime.port,
+                delay,
             )
             runtime.stop()  # closes the dead one's pipes
             if self._stopping.wait(delay):

@@ -2,7 +2,7 @@
 
 A person fills in one labelled input per feature (the data set's range beside it), or pastes a
 CSV row; the page POSTs ``{"data": "v1,v2,..."}`` with ``x-api-key`` to the invoke URL, as the
-Lambda handler takes it (lambda/lambda_function.py), and shows the answer as that person wants
+Lambda handler takes it (src/l2c/lambda/lambda_function.py), and shows the answer as that person wants
 it: the class with a bar per class probability, or the value with its unit. An error shows the
 API's own message and status; a request the browser could not complete (no network, or a CORS
 refusal) says so.
@@ -25,17 +25,27 @@ from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit
 
+from l2c.errors import L2CError
+
 # What the page shows of a model card; the rest (hashes, parameters, sample predictions) stays out.
 PAGE_CARD_FIELDS = (
-    "name", "task", "objective", "feature_names", "feature_ranges", "class_labels", "target",
-    "metrics", "xgboost_version", "created_at",
+    "name",
+    "task",
+    "objective",
+    "feature_names",
+    "feature_ranges",
+    "class_labels",
+    "target",
+    "metrics",
+    "xgboost_version",
+    "created_at",
 )
 SAMPLE_ROWS_SHOWN = 1  # the card's first test row: the page's "use an example"
 TASKS = ("classification", "regression")
 PLACEHOLDER = re.compile(r"\{\{(?:csp|title|style|config|script)\}\}")
 
 
-class PageError(ValueError):
+class PageError(L2CError, ValueError):
     """A page cannot be built from what it was given."""
 
 
@@ -91,7 +101,13 @@ def script_json(value) -> str:
     of script elements"). U+2028/U+2029 are escaped too: older JavaScript engines end a string there.
     """
     text = json.dumps(value, ensure_ascii=False, allow_nan=False)
-    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for raw, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, escaped)
     return text
 
@@ -118,14 +134,16 @@ def render(config: PageConfig) -> str:
     talk only to the API's origin: even a hostile card could not make it load or send anything
     elsewhere."""
     style, script = _asset("page.css"), _asset("page.js")
-    csp = "; ".join((
-        "default-src 'none'",
-        f"script-src {_csp_hash(script)}",
-        f"style-src {_csp_hash(style)}",
-        f"connect-src {api_origin(config.invoke_url)}",
-        "base-uri 'none'",
-        "form-action 'none'",
-    ))
+    csp = "; ".join(
+        (
+            "default-src 'none'",
+            f"script-src {_csp_hash(script)}",
+            f"style-src {_csp_hash(style)}",
+            f"connect-src {api_origin(config.invoke_url)}",
+            "base-uri 'none'",
+            "form-action 'none'",
+        )
+    )
     card = page_card(config.card)
     title = f"{card.get('name') or config.stack} prediction"
     replacements = {

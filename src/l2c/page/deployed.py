@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from l2c.cloud import functions, sagemaker, stack
+from l2c.cloud import calling, functions, names, sagemaker
 from l2c.cloud.session import CloudError, CloudSession, write_private
 from l2c.page import PageConfig, PageError, render
 
@@ -35,7 +35,7 @@ def deployed_version(session: CloudSession, name: str) -> str | None:
     prefix = sagemaker.model_name(name, "")
     if not model.startswith(prefix):
         return None
-    return model[len(prefix):] or None
+    return model[len(prefix) :] or None
 
 
 def find_card(session: CloudSession, name: str, model_dirs: list[Path]) -> FoundCard:
@@ -46,7 +46,7 @@ def find_card(session: CloudSession, name: str, model_dirs: list[Path]) -> Found
             card = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(card, dict) and version and stack.model_version(card) == version:
+        if isinstance(card, dict) and version and names.model_version(card) == version:
             return FoundCard(card, str(path))
     return FoundCard(card_from_function(session, name), f"the deployed function {functions.function_name(name)}")
 
@@ -56,7 +56,7 @@ def card_from_function(session: CloudSession, name: str) -> dict:
     if configuration is None:
         raise CloudError(f"stack {name} has no Lambda function; deploy it first")
     variables = configuration.get("Environment", {}).get("Variables", {})
-    feature_names = stack.deployed_feature_names(session, name)
+    feature_names = calling.deployed_feature_names(session, name)
     if not feature_names:
         raise PageError(f"the function of stack {name} does not say which columns the model takes (FEATURE_NAMES)")
     labels = [label for label in variables.get("CLASS_LABELS", "").split(",") if label]
@@ -68,9 +68,11 @@ def card_from_function(session: CloudSession, name: str) -> dict:
     }
 
 
-def stack_page(session: CloudSession, name: str, model_dirs: list[Path], with_key: bool) -> tuple[PageConfig, FoundCard]:
+def stack_page(
+    session: CloudSession, name: str, model_dirs: list[Path], with_key: bool
+) -> tuple[PageConfig, FoundCard]:
     """What the stack's page holds; the API key only when ``with_key`` is true."""
-    url, key = stack.api_access(session, name)
+    url, key = calling.api_access(session, name)
     found = find_card(session, name, model_dirs)
     config = PageConfig(
         stack=name, invoke_url=url, card=found.card, api_key=key if with_key else None, key_required=key is not None
@@ -93,7 +95,7 @@ def write_page(
 
     A file outlives the moment: copied, committed, mailed. So it holds the API key only when
     asked (``with_key``), and is then readable by this user only, as the key files in .l2c/ are."""
-    stack.check_stack_name(name)
+    names.check_stack_name(name)
     folder = Path(model_dir) if model_dir is not None else Path("models") / name
     config, found = stack_page(session, name, [folder], with_key)
     html = render(config)
@@ -103,4 +105,6 @@ def write_page(
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(html, encoding="utf-8")
-    return WrittenPage(path=path, invoke_url=config.invoke_url, card_source=found.source, holds_key=bool(config.api_key))
+    return WrittenPage(
+        path=path, invoke_url=config.invoke_url, card_source=found.source, holds_key=bool(config.api_key)
+    )

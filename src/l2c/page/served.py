@@ -59,16 +59,18 @@ class LocalPages:
     def __call__(self, request) -> Reply:
         # Imported at the first page, not with the cloud: l2c.cloud.stack brings xgboost, and
         # with it scikit-learn, seconds of a start that needs neither (l2c.local.cloud).
-        from l2c.cloud import stack
+        from l2c.cloud import names
         from l2c.page.deployed import stack_page
 
         if request.method != "GET":
-            return Reply(405, [*HTML_HEADERS, ("Allow", "GET")], _message_page("Method Not Allowed", "Pages are read with GET."))
-        name = request.path[len(PREFIX):].strip("/")
+            return Reply(
+                405, [*HTML_HEADERS, ("Allow", "GET")], _message_page("Method Not Allowed", "Pages are read with GET.")
+            )
+        name = request.path[len(PREFIX) :].strip("/")
         if not name:
             return Reply(200, HTML_HEADERS, self.index())
         try:
-            stack.check_stack_name(name)
+            names.check_stack_name(name)
             config, _ = stack_page(self.session, name, [self.models_dir / name], with_key=True)
             return Reply(200, HTML_HEADERS, render(config).encode())
         except (CloudError, PageError) as err:
@@ -77,7 +79,9 @@ class LocalPages:
     def deployed_stacks(self) -> list[str]:
         from l2c.cloud import functions, tags
 
-        found = {tags.stack_of(item["tags"]) for item in functions.list_functions(self.session) if tags.is_l2c(item["tags"])}
+        found = {
+            tags.stack_of(item["tags"]) for item in functions.list_functions(self.session) if tags.is_l2c(item["tags"])
+        }
         return sorted(name for name in found if name)
 
     def index(self) -> bytes:

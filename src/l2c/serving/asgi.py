@@ -3,7 +3,7 @@ of a single-row request is spent here or in XGBoost)."""
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 Scope = dict
 Receive = Callable[[], Awaitable[dict]]

@@ -19,8 +19,8 @@ import asyncio
 import ctypes
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 import xgboost as xgb
@@ -48,7 +48,7 @@ class ContainerSettings:
     inference_output: tuple[str, ...] | None = None  # SAGEMAKER_INFERENCE_OUTPUT keys
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ContainerSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ContainerSettings:
         environ = os.environ if environ is None else environ
         limit = int(environ.get("MAX_CONTENT_LENGTH", DEFAULT_MAX_CONTENT_LENGTH))
         default_accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "text/csv")
@@ -168,7 +168,9 @@ class Engine:
 
     async def ainvoke(self, body: bytes, content_type: str | None, accept: str | None) -> Reply:
         if len(body) > INLINE_BODY_BYTES:
-            return await asyncio.get_running_loop().run_in_executor(None, pieces.invoke, self, body, content_type, accept)
+            return await asyncio.get_running_loop().run_in_executor(
+                None, pieces.invoke, self, body, content_type, accept
+            )
         prepared = self.prepare(body, content_type, accept)
         if isinstance(prepared, Reply):
             return prepared
@@ -232,8 +234,9 @@ class DensePredictor:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         rows = np.ascontiguousarray(rows, dtype=np.float32)
-        interface = b'{"data": [%d, true], "strides": null, "descr": [["", "<f4"]], "typestr": "<f4", "shape": [%d, %d], "version": 3}' % (
-            rows.ctypes.data, rows.shape[0], rows.shape[1]
+        interface = (
+            b'{"data": [%d, true], "strides": null, "descr": [["", "<f4"]], "typestr": "<f4", "shape": [%d, %d], "version": 3}'
+            % (rows.ctypes.data, rows.shape[0], rows.shape[1])
         )
         shape = ctypes.POINTER(c_bst_ulong)()
         dims = c_bst_ulong()
@@ -254,7 +257,10 @@ def parse_body(body: bytes, content_type: str | None):
     if kind == formats.LIBSVM:
         return formats.parse_libsvm(body)
     if kind == formats.RECORDIO_PROTOBUF:
-        raise ContainerError(415, "application/x-recordio-protobuf input is not supported by this server (l2c): send text/csv or text/libsvm.")
+        raise ContainerError(
+            415,
+            "application/x-recordio-protobuf input is not supported by this server (l2c): send text/csv or text/libsvm.",
+        )
     raise ContainerError(415, f"Content-type {content_type} is not supported.")
 
 

@@ -23,8 +23,15 @@ CSV, LIBSVM, PARQUET, RECORDIO_PROTOBUF = "csv", "libsvm", "parquet", "recordio-
 
 # The container's list, in the container's order: its 415 message prints it verbatim.
 ACCEPTED_CONTENT_TYPES = (
-    CSV, LIBSVM, PARQUET, RECORDIO_PROTOBUF, "text/csv", "text/libsvm", "text/x-libsvm",
-    "application/x-parquet", "application/x-recordio-protobuf",
+    CSV,
+    LIBSVM,
+    PARQUET,
+    RECORDIO_PROTOBUF,
+    "text/csv",
+    "text/libsvm",
+    "text/x-libsvm",
+    "application/x-parquet",
+    "application/x-recordio-protobuf",
 )
 SUPPORTED_ACCEPTS = ("application/json", "application/jsonlines", "application/x-recordio-protobuf", "text/csv")
 # What this server can actually write; recordio-protobuf output is not implemented (docs/serving.md).
@@ -72,7 +79,8 @@ def content_kind(content_type: str | None) -> str:
     if media_type in (CSV, "text/csv"):
         if params.get("label_size", "1") != "1":
             raise ContainerError(
-                415, f"{content_type} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1"
+                415,
+                f"{content_type} is not an accepted csv ContentType. Optional parameter label_size must be equal to 1",
             )
         return CSV
     if media_type in (LIBSVM, "text/libsvm", "text/x-libsvm"):
@@ -120,7 +128,7 @@ def _header_parts(value: str) -> list[str]:
             parts.append(rest.strip())
             return parts
         parts.append(rest[:end].strip())
-        rest = rest[end + 1:]
+        rest = rest[end + 1 :]
 
 
 def parse_accept(accept: str | None, default: str) -> str:
@@ -134,7 +142,10 @@ def parse_accept(accept: str | None, default: str) -> str:
             f"Accept type {media_type} is not supported. Please use supported accept types: {list(SUPPORTED_ACCEPTS)}.",
         )
     if media_type.lower() not in WRITABLE_ACCEPTS:
-        raise ContainerError(406, f"Accept type {media_type} is not supported by this server (l2c): use text/csv, application/json or application/jsonlines.")
+        raise ContainerError(
+            406,
+            f"Accept type {media_type} is not supported by this server (l2c): use text/csv, application/json or application/jsonlines.",
+        )
     return media_type.lower()
 
 
@@ -252,9 +263,17 @@ def _csv_fast(stripped: bytes, text: str, delimiter: str) -> np.ndarray | None:
         # own per-thread switch, where warnings.catch_warnings would race between threads.
         with np.errstate(all="ignore"):
             rows = pd.read_csv(
-                io.BytesIO(stripped), header=None, sep=delimiter, dtype=np.float32, engine="c",
-                keep_default_na=False, na_values=_NAN_SPELLINGS, quoting=csv.QUOTE_NONE,
-                skip_blank_lines=False, comment=None, skipinitialspace=False,
+                io.BytesIO(stripped),
+                header=None,
+                sep=delimiter,
+                dtype=np.float32,
+                engine="c",
+                keep_default_na=False,
+                na_values=_NAN_SPELLINGS,
+                quoting=csv.QUOTE_NONE,
+                skip_blank_lines=False,
+                comment=None,
+                skipinitialspace=False,
             ).to_numpy()
     except Exception:
         return None
@@ -395,7 +414,7 @@ _FEW_VALUES = 64
 def _end_rows_at_every(text: bytes, columns: int) -> bytes:
     characters = np.frombuffer(text, dtype=np.uint8).copy()
     commas = np.flatnonzero(characters == ord(","))
-    characters[commas[columns - 1::columns]] = ord("\n")
+    characters[commas[columns - 1 :: columns]] = ord("\n")
     return characters.tobytes()
 
 
@@ -428,10 +447,10 @@ def encode_predictions(predictions: np.ndarray, accept: str) -> bytes:
         return (table if rows_are_lists else table.translate(_COMMA_TO_NEWLINE)) + b"\n"
     table = _json_numbers(table)
     if rows_are_lists:
-        scores = table.replace(b",", b", ").replace(b"\n", b"]}\n{\"score\": [")
+        scores = table.replace(b",", b", ").replace(b"\n", b']}\n{"score": [')
         scores = b'{"score": [' + scores + b"]}"
     else:
-        scores = b'{"score": ' + table.replace(b",", b"}\n{\"score\": ") + b"}"
+        scores = b'{"score": ' + table.replace(b",", b'}\n{"score": ') + b"}"
     if accept == "application/jsonlines":
         return scores + b"\n"
     return b'{"predictions": [' + scores.replace(b"\n", b", ") + b"]}"

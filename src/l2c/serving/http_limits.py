@@ -376,12 +376,14 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         content = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
-        content.extend([
-            b"content-type: text/html\r\n",
-            b"content-length: " + str(len(body)).encode() + b"\r\n",
-            b"connection: close\r\n\r\n",
-            body,
-        ])
+        content.extend(
+            [
+                b"content-type: text/html\r\n",
+                b"content-length: " + str(len(body)).encode() + b"\r\n",
+                b"connection: close\r\n\r\n",
+                body,
+            ]
+        )
         self._socket.write(b"".join(content))
 
 

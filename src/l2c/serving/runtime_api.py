@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 from l2c.artifact import MAX_BOOSTER_BYTES
+from l2c.config import RUNTIME_REFRESH_ENV
 from l2c.serving import asgi, sandbox
 from l2c.serving.engine import ContainerSettings, Engine
 
@@ -149,8 +150,12 @@ class BotoControlPlane:
         config = self.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
         live_weights = {v["VariantName"]: v.get("CurrentWeight") for v in endpoint.get("ProductionVariants", [])}
         variants = tuple(self._variant(spec, live_weights) for spec in config["ProductionVariants"])
-        return Route(endpoint_name=endpoint_name, config_name=config_name, variants=variants,
-                     asynchronous=bool(config.get("AsyncInferenceConfig")))
+        return Route(
+            endpoint_name=endpoint_name,
+            config_name=config_name,
+            variants=variants,
+            asynchronous=bool(config.get("AsyncInferenceConfig")),
+        )
 
     def _variant(self, spec: dict, live_weights: dict) -> Variant:
         model = self.sagemaker.describe_model(ModelName=spec["ModelName"])
@@ -231,8 +236,13 @@ class RuntimeApp:
 
     async def _invoke(self, scope, receive, send, endpoint_name: str, kind: str, request_id: bytes) -> None:
         content_type, accept, length, target, authorization, stream_accept = asgi.header_values(
-            scope, b"content-type", b"accept", b"content-length", b"x-amzn-sagemaker-target-variant",
-            b"authorization", b"x-amzn-sagemaker-accept",
+            scope,
+            b"content-type",
+            b"accept",
+            b"content-length",
+            b"x-amzn-sagemaker-target-variant",
+            b"authorization",
+            b"x-amzn-sagemaker-accept",
         )
         check_endpoint_name(endpoint_name)
         await self._authorize(authorization, endpoint_name)
@@ -248,7 +258,8 @@ class RuntimeApp:
             # An async endpoint takes only InvokeEndpointAsync (a ValidationError otherwise, as
             # strands-agents/harness-sdk#1969 reports for InvokeEndpoint).
             raise RuntimeApiError(
-                400, "ValidationError",
+                400,
+                "ValidationError",
                 f"Endpoint {endpoint_name} is an asynchronous inference endpoint: use InvokeEndpointAsync.",
             )
         if kind == "invocations-response-stream":
@@ -282,7 +293,8 @@ class RuntimeApp:
             # shape); SageMaker Runtime answers it as AccessDeniedException, HTTP 400 (SageMaker
             # API Reference, Common Errors).
             raise RuntimeApiError(
-                400, "AccessDeniedException",
+                400,
+                "AccessDeniedException",
                 f"User: {decision.get('principal')} is not authorized to perform: {INVOKE_ACTION} on resource: "
                 f"{resource} because no identity-based policy allows the {INVOKE_ACTION} action",
             )
@@ -296,11 +308,13 @@ class RuntimeApp:
         # stricter answer. An endpoint with an AsyncInferenceConfig is not served locally either.
         if route.asynchronous:
             return RuntimeApiError(
-                400, "ValidationError",
+                400,
+                "ValidationError",
                 f"Endpoint {route.endpoint_name} is an asynchronous inference endpoint, which the local cloud does not serve.",
             )
         return RuntimeApiError(
-            400, "ValidationError",
+            400,
+            "ValidationError",
             f"Endpoint {route.endpoint_name} of account {self.control_plane.account_id()} is not an asynchronous "
             "inference endpoint: its endpoint configuration has no AsyncInferenceConfig. Use InvokeEndpoint.",
         )
@@ -321,7 +335,8 @@ class RuntimeApp:
         except EndpointNotFound:
             self._routes.pop(endpoint_name, None)
             raise RuntimeApiError(
-                400, "ValidationError",
+                400,
+                "ValidationError",
                 f"Endpoint {endpoint_name} of account {self.control_plane.account_id()} not found.",
             ) from None
         except Exception as err:  # the control plane itself failed: not the caller's fault
@@ -375,7 +390,9 @@ class RuntimeApp:
             while len(cache) > limit:
                 cache.popitem(last=False)
 
-    def _model_error(self, endpoint_name: str, status: int, original: str, variant: str = "AllTraffic") -> RuntimeApiError:
+    def _model_error(
+        self, endpoint_name: str, status: int, original: str, variant: str = "AllTraffic"
+    ) -> RuntimeApiError:
         if self.container_log is not None:
             self.container_log(endpoint_name, variant, f"Model error ({status}): {original}")
         region = getattr(self.control_plane, "region", "us-east-1")
@@ -387,8 +404,11 @@ class RuntimeApp:
             f"group=/aws/sagemaker/Endpoints/{endpoint_name} in account {account} for more information."
         )
         return RuntimeApiError(
-            424, "ModelError", message,
-            OriginalStatusCode=status, OriginalMessage=original,
+            424,
+            "ModelError",
+            message,
+            OriginalStatusCode=status,
+            OriginalMessage=original,
             LogStreamArn=f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}",
         )
 
@@ -401,7 +421,9 @@ def payload_part(data: bytes) -> bytes:
     headers = b"".join(
         bytes([len(name)]) + name + b"\x07" + struct.pack(">H", len(value)) + value
         for name, value in (
-            (b":event-type", b"PayloadPart"), (b":content-type", b"application/octet-stream"), (b":message-type", b"event"),
+            (b":event-type", b"PayloadPart"),
+            (b":content-type", b"application/octet-stream"),
+            (b":message-type", b"event"),
         )
     )
     prelude = struct.pack(">II", 16 + len(headers) + len(data), len(headers))
@@ -435,7 +457,9 @@ class LocalAuthorizer:
 
         seen = self._changes.value
         request = urllib.request.Request(
-            self.url, method="POST", headers={"Content-Type": JSON_TYPE},
+            self.url,
+            method="POST",
+            headers={"Content-Type": JSON_TYPE},
             data=json.dumps({"access_key": access_key, "action": action, "resource": resource}).encode(),
         )
         try:
@@ -473,15 +497,18 @@ class ContainerLog:
         group, stream = f"/aws/sagemaker/Endpoints/{endpoint}", f"{variant}/{self._instance}"
         try:
             if (group, stream) not in self._ready:
-                for create, kwargs in ((self._logs.create_log_group, {"logGroupName": group}),
-                                       (self._logs.create_log_stream, {"logGroupName": group, "logStreamName": stream})):
+                for create, kwargs in (
+                    (self._logs.create_log_group, {"logGroupName": group}),
+                    (self._logs.create_log_stream, {"logGroupName": group, "logStreamName": stream}),
+                ):
                     try:
                         create(**kwargs)
                     except self._logs.exceptions.ResourceAlreadyExistsException:
                         pass
                 self._ready.add((group, stream))
-            self._logs.put_log_events(logGroupName=group, logStreamName=stream,
-                                      logEvents=[{"timestamp": timestamp, "message": line}])
+            self._logs.put_log_events(
+                logGroupName=group, logStreamName=stream, logEvents=[{"timestamp": timestamp, "message": line}]
+            )
         except Exception as err:  # logging is best effort
             log.debug("writing to %s failed: %s", group, err)
 
@@ -489,7 +516,8 @@ class ContainerLog:
 def check_endpoint_name(name: str) -> None:
     if not _ENDPOINT_NAME.match(name):
         raise RuntimeApiError(
-            400, "ValidationError",
+            400,
+            "ValidationError",
             f"1 validation error detected: Value '{name}' at 'endpointName' failed to satisfy constraint: "
             "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*",
         )
@@ -502,7 +530,8 @@ def choose_variant(route: Route, target: str | None, rng: random.Random) -> Vari
             if variant.name == target:
                 return variant
         raise RuntimeApiError(
-            400, "ValidationError",
+            400,
+            "ValidationError",
             f"Variant {target} is not a production variant of endpoint {route.endpoint_name}.",
         )
     weights = [max(variant.weight, 0.0) for variant in route.variants]
@@ -514,6 +543,6 @@ def choose_variant(route: Route, target: str | None, rng: random.Random) -> Vari
 def runtime_app(refresh_seconds: float | None = None, control_plane=None) -> RuntimeApp:
     """The Runtime-API face; boto3 (``AWS_ENDPOINT_URL``, region, credentials) unless a control plane is given."""
     if refresh_seconds is None:
-        refresh_seconds = float(os.environ.get("L2C_RUNTIME_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS))
+        refresh_seconds = float(os.environ.get(RUNTIME_REFRESH_ENV, DEFAULT_REFRESH_SECONDS))
     sandbox.warm_up_in_background()  # the model check's fork server imports XGBoost: seconds, once
     return RuntimeApp(control_plane=control_plane or BotoControlPlane(), refresh_seconds=refresh_seconds)

@@ -163,13 +163,20 @@ class _ForkServer:
         self._stop()
         ours, theirs = socket.socketpair()
         package_root = str(Path(artifact.__file__).resolve().parents[1])
-        env = {**os.environ, "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH")))),
+        }
         try:
             process = subprocess.Popen(
                 [sys.executable, "-c", _SERVER_CODE % theirs.fileno()],
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
             )
         except OSError as err:
             ours.close()
@@ -201,10 +208,7 @@ class _ForkServer:
 _CHECKER = _ForkServer()
 # xgboost imports scikit-learn whenever it is installed (most of its import time); the check
 # loads native boosters only, so the fork server never needs it.
-_SERVER_CODE = (
-    "import sys; sys.modules.setdefault('sklearn', None); "
-    "from l2c.serving.sandbox import _serve; _serve(%d)"
-)
+_SERVER_CODE = "import sys; sys.modules.setdefault('sklearn', None); from l2c.serving.sandbox import _serve; _serve(%d)"
 
 
 def _await_verdict(connection: socket.socket) -> tuple[bool, str, int]:
@@ -374,8 +378,10 @@ def load_memory_bytes(booster_size: int) -> int:
 def _memory_budget_text(stage: str) -> str:
     if stage == "reading the archive":
         return f"{UNPACK_MEMORY_BYTES // MIB} MiB"
-    return (f"{LOAD_MEMORY_BYTES // MIB} MiB plus {LOAD_MEMORY_PER_BOOSTER_BYTE} bytes per byte of the model file, "
-            f"at most {LOAD_MEMORY_CAP_BYTES // MIB} MiB")
+    return (
+        f"{LOAD_MEMORY_BYTES // MIB} MiB plus {LOAD_MEMORY_PER_BOOSTER_BYTE} bytes per byte of the model file, "
+        f"at most {LOAD_MEMORY_CAP_BYTES // MIB} MiB"
+    )
 
 
 def _bare_booster(data: bytes) -> bytes:
@@ -392,14 +398,6 @@ def _refusal(err: BaseException, stage: str) -> str:
     if stage == "predicting with the model":
         return f"XGBoost cannot predict with the model: {artifact.one_line(err)}"
     return f"{stage} failed: {artifact.one_line(err)}"
-
-
-def _silence_output() -> None:
-    # XGBoost writes warnings and stack traces to the process's stderr: the verdict is the only output.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.close(devnull)
 
 
 def _address_space_bytes() -> int:
@@ -442,13 +440,17 @@ def check_trees(model: LoadedModel) -> None:
     params = learner["learner_model_param"]
     num_feature = int(params["num_feature"])
     if num_feature > artifact.MAX_FEATURES:
-        raise ArtifactError(f"the booster declares {num_feature} features, over the {artifact.MAX_FEATURES}-feature limit")
+        raise ArtifactError(
+            f"the booster declares {num_feature} features, over the {artifact.MAX_FEATURES}-feature limit"
+        )
     outputs = max(1, int(params.get("num_class", "0")), int(params.get("num_target", "1")))
     gradient_booster = learner["gradient_booster"]
     if gradient_booster["name"] == "gblinear":
         _check_linear(gradient_booster["model"], num_feature, outputs)
         return
-    trees_model = gradient_booster["gbtree"]["model"] if gradient_booster["name"] == "dart" else gradient_booster["model"]
+    trees_model = (
+        gradient_booster["gbtree"]["model"] if gradient_booster["name"] == "dart" else gradient_booster["model"]
+    )
     trees, tree_info = trees_model["trees"], trees_model["tree_info"]
     if len(tree_info) != len(trees):
         raise ArtifactError(f"the booster has {len(trees)} trees but output groups for {len(tree_info)}")
@@ -463,7 +465,9 @@ def check_trees(model: LoadedModel) -> None:
 def _check_linear(model: dict, num_feature: int, outputs: int) -> None:
     expected = (num_feature + 1) * outputs
     if len(model["weights"]) != expected:
-        raise ArtifactError(f"the linear booster has {len(model['weights'])} weights, not the {expected} its width needs")
+        raise ArtifactError(
+            f"the linear booster has {len(model['weights'])} weights, not the {expected} its width needs"
+        )
 
 
 def _check_iteration_bounds(indptr, num_trees: int) -> None:
@@ -476,7 +480,9 @@ def _check_iteration_bounds(indptr, num_trees: int) -> None:
 
 def _check_tree(number: int, tree: dict, num_feature: int) -> None:
     size = int(tree["tree_param"]["num_nodes"])
-    arrays = {key: np.asarray(tree[key], dtype=np.int64) for key in ("left_children", "right_children", "split_indices")}
+    arrays = {
+        key: np.asarray(tree[key], dtype=np.int64) for key in ("left_children", "right_children", "split_indices")
+    }
     for key, values in arrays.items():
         if values.shape != (size,):
             raise ArtifactError(f"tree {number} has {values.size} {key} for {size} nodes")
@@ -522,12 +528,16 @@ def predict_probe_rows(model: LoadedModel) -> None:
     if width == 0:
         return
     rng = np.random.default_rng(0)
-    rows = np.vstack([
-        np.full((1, width), np.nan), np.zeros((1, width)), np.full((1, width), 3e38), np.full((1, width), -3e38),
-        rng.normal(scale=10.0 ** rng.integers(-3, 7, size=(PROBE_RANDOM_ROWS, 1)), size=(PROBE_RANDOM_ROWS, width)),
-    ]).astype(np.float32)
+    rows = np.vstack(
+        [
+            np.full((1, width), np.nan),
+            np.zeros((1, width)),
+            np.full((1, width), 3e38),
+            np.full((1, width), -3e38),
+            rng.normal(scale=10.0 ** rng.integers(-3, 7, size=(PROBE_RANDOM_ROWS, 1)), size=(PROBE_RANDOM_ROWS, width)),
+        ]
+    ).astype(np.float32)
     predictor = DensePredictor(model.booster, threads=1)
     predictor.predict(rows)
     # The engine's libsvm path: a few rows, since a sparse copy of wide rows costs 12 bytes a value.
     predictor.booster.inplace_predict(sparse.csr_matrix(rows[1:6]), validate_features=False)
-

@@ -16,20 +16,18 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import uvicorn
 
 from l2c.artifact import ArtifactError, LoadedModel, load_artifact
+from l2c.config import RUNTIME_REFRESH_ENV, SERVE_MODEL_ENV, SERVE_MODEL_SHA256_ENV
 from l2c.serving.container import ContainerApp, container_app
 from l2c.serving.engine import ContainerSettings
 from l2c.serving.http_limits import CONTAINER_LIMITS, RUNTIME_LIMITS, HttpLimits, protocol_for
 
-MODEL_ENV = "L2C_SERVE_MODEL"
-MODEL_SHA256_ENV = "L2C_SERVE_MODEL_SHA256"  # what the serving process checked, for its workers
-REFRESH_ENV = "L2C_RUNTIME_REFRESH_SECONDS"
 STARTUP_TIMEOUT_SECONDS = 20.0
 # Idle keep-alive connections are closed after limits.keep_alive_seconds: 3 s on the container
 # face (the container's nginx, `keepalive_timeout 3`), 60 s on the Runtime-API face (see
@@ -53,7 +51,7 @@ class RunningServer:
         self.server.should_exit = True
         self.thread.join(timeout)
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -64,8 +62,12 @@ def _http_options(limits: HttpLimits) -> dict:
     # httptools (uvicorn's C parser, which the limits build on) and uvloop are in
     # requirements.txt; without uvloop the loop falls back to asyncio's. No upgrades (websockets)
     # are served: an upgraded connection would leave the limits behind.
-    options = {"http": protocol_for(limits), "ws": "none", "timeout_keep_alive": limits.keep_alive_seconds,
-               "loop": "asyncio"}
+    options = {
+        "http": protocol_for(limits),
+        "ws": "none",
+        "timeout_keep_alive": limits.keep_alive_seconds,
+        "loop": "asyncio",
+    }
     if importlib.util.find_spec("uvloop"):
         options["loop"] = "uvloop"
     return options
@@ -83,8 +85,9 @@ def _config(app, host: str, port: int, limits: HttpLimits | None = None, **extra
     )
 
 
-def start_in_thread(app, host: str = "127.0.0.1", port: int = 0, limits: HttpLimits | None = None,
-                    **options) -> RunningServer:
+def start_in_thread(
+    app, host: str = "127.0.0.1", port: int = 0, limits: HttpLimits | None = None, **options
+) -> RunningServer:
     """Serve an ASGI app from a daemon thread; ``port=0`` picks a free port.
 
     ``limits`` default to the face's own (:func:`limits_for`); ``options`` override the uvicorn
@@ -126,9 +129,9 @@ def container_app_from_env():
     from l2c.artifact import load_artifact_data, read_artifact_file, sha256_bytes
 
     try:
-        data, is_tarball = read_artifact_file(os.environ[MODEL_ENV])
-        if sha256_bytes(data) != os.environ.get(MODEL_SHA256_ENV):
-            raise ArtifactError(f"{os.environ[MODEL_ENV]} changed after it was checked; start l2c serve again")
+        data, is_tarball = read_artifact_file(os.environ[SERVE_MODEL_ENV])
+        if sha256_bytes(data) != os.environ.get(SERVE_MODEL_SHA256_ENV):
+            raise ArtifactError(f"{os.environ[SERVE_MODEL_ENV]} changed after it was checked; start l2c serve again")
         app = container_app(load_artifact_data(data, is_tarball))
     except (ArtifactError, OSError) as err:
         announce(f"error: {err}")
@@ -181,8 +184,8 @@ def serve_container(
         settle_garbage_collector()
         uvicorn.run(app, **_run_options(host, port))
         return
-    os.environ[MODEL_ENV] = str(Path(model_path).resolve())
-    os.environ[MODEL_SHA256_ENV] = sha256_bytes(data)
+    os.environ[SERVE_MODEL_ENV] = str(Path(model_path).resolve())
+    os.environ[SERVE_MODEL_SHA256_ENV] = sha256_bytes(data)
     del data
     uvicorn.run("l2c.serving.server:container_app_from_env", factory=True, workers=workers, **_run_options(host, port))
 
@@ -203,8 +206,13 @@ def announce(line: str) -> None:
 
 def _run_options(host: str, port: int, limits: HttpLimits = CONTAINER_LIMITS) -> dict:
     return {
-        "host": host, "port": port, "log_level": "warning", "access_log": False, "lifespan": "off",
-        "server_header": False, **_http_options(limits),
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "lifespan": "off",
+        "server_header": False,
+        **_http_options(limits),
     }
 
 
@@ -225,7 +233,9 @@ def start_runtime_in_thread(
     """
     from l2c.serving.runtime_api import runtime_app
 
-    return start_in_thread(runtime_app(refresh_seconds=refresh_seconds, control_plane=control_plane), host, port, limits)
+    return start_in_thread(
+        runtime_app(refresh_seconds=refresh_seconds, control_plane=control_plane), host, port, limits
+    )
 
 
 def runtime_app_from_env():
@@ -237,10 +247,12 @@ def runtime_app_from_env():
     return app
 
 
-def serve_runtime(host: str = "127.0.0.1", port: int = 8081, workers: int = 1, refresh_seconds: float | None = None) -> None:
+def serve_runtime(
+    host: str = "127.0.0.1", port: int = 8081, workers: int = 1, refresh_seconds: float | None = None
+) -> None:
     """Serve the Runtime-API face in the foreground until interrupted (for `python -m l2c.serving.server runtime`)."""
     if refresh_seconds is not None:
-        os.environ[REFRESH_ENV] = str(refresh_seconds)
+        os.environ[RUNTIME_REFRESH_ENV] = str(refresh_seconds)
     log_to_stderr()
     options = _run_options(host, port, RUNTIME_LIMITS)
     if workers == 1:
@@ -263,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m l2c.serving.server container MODEL`` or ``... runtime``: one face in the foreground."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m l2c.serving.server", description="Serve one face of l2c's runtime.")
+    parser = argparse.ArgumentParser(
+        prog="python -m l2c.serving.server", description="Serve one face of l2c's runtime."
+    )
     faces = parser.add_subparsers(dest="face", required=True)
     container = faces.add_parser("container", help="GET /ping, POST /invocations for one model")
     container.add_argument("model", help="a model folder, model.tar.gz or booster file")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 RULE_MODULES = ("sagemaker", "transform", "awslambda", "apigateway", "iam", "s3")
 
@@ -37,7 +37,7 @@ class Reply:
     def json(self) -> dict:
         return json.loads(self.body or b"{}")
 
-    def with_json(self, document: dict) -> "Reply":
+    def with_json(self, document: dict) -> Reply:
         body = json.dumps(document).encode()
         headers = [(k, v) for k, v in self.headers if k.lower() != "content-length"]
         return Reply(self.status, headers + [("Content-Length", str(len(body)))], body)
@@ -119,8 +119,16 @@ class Registry:
     def __init__(self):
         self.rules: list[Rule] = []
 
-    def before(self, service: str, *operations: str, id: str, source: str, summary: str, test: str = "",
-               reads_body: bool = True):
+    def before(
+        self,
+        service: str,
+        *operations: str,
+        id: str,
+        source: str,
+        summary: str,
+        test: str = "",
+        reads_body: bool = True,
+    ):
         """Register ``fn(call)``: raise AwsError to refuse, or return a Reply to answer instead of moto."""
         return self._register(service, operations, "before", id, source, summary, test, reads_body)
 

@@ -45,13 +45,14 @@ def _backend(call: Call):
 
 
 @RULES.before(
-    "apigateway", "DeleteUsagePlan",
+    "apigateway",
+    "DeleteUsagePlan",
     id="apigateway.usage-plan-stages-attached",
     test="tests/integration/test_rules_apigateway.py::test_a_usage_plan_with_api_stages_cannot_be_deleted_until_they_are_removed",
     source="aws/aws-sdk-js#3841; boto/boto3#2629 (BadRequestException: Cannot delete Usage Plan ... because there "
-           "are API Stages associated with it)",
+    "are API Stages associated with it)",
     summary="DeleteUsagePlan while API stages are attached is refused with BadRequestException naming the first "
-            "<api>:<stage>; remove them with UpdateUsagePlan (op remove, path /apiStages) first.",
+    "<api>:<stage>; remove them with UpdateUsagePlan (op remove, path /apiStages) first.",
 )
 def no_delete_with_stages(call: Call) -> None:
     # Source: aws/aws-sdk-js#3841, boto/boto3#2629.
@@ -72,13 +73,14 @@ def no_delete_with_stages(call: Call) -> None:
 
 
 @RULES.before(
-    "apigateway", *RATE_QUOTAS_AWS_S,
+    "apigateway",
+    *RATE_QUOTAS_AWS_S,
     id="apigateway.control-plane-rate",
     test="tests/integration/test_rules_apigateway.py::test_control_plane_calls_past_their_rate_quota_are_too_many_requests",
     source=f"{_QUOTAS_DOC} (CreateDeployment 1/5 s, DeleteRestApi 1/30 s, UpdateUsagePlan 1/20 s, "
-           "CreateRestApi regional 1/3 s); botocore apigateway model, TooManyRequestsException (Retry-After header)",
+    "CreateRestApi regional 1/3 s); botocore apigateway model, TooManyRequestsException (Retry-After header)",
     summary="Past its rate quota (paced) a call is refused with TooManyRequestsException 429 'Too Many Requests' "
-            "and a Retry-After header in seconds; botocore's retry handler retries it.",
+    "and a Retry-After header in seconds; botocore's retry handler retries it.",
 )
 def control_plane_rate(call: Call) -> Reply | None:
     # Source: API Gateway quotas page, fixed control-plane quotas.
@@ -100,13 +102,15 @@ def control_plane_rate(call: Call) -> Reply | None:
 
 
 @RULES.after(
-    "apigateway", "CreateApiKey", "CreateUsagePlanKey",
+    "apigateway",
+    "CreateApiKey",
+    "CreateUsagePlanKey",
     id="apigateway.new-key-propagates",
     test="tests/integration/test_rules_apigateway.py::test_a_new_api_key_is_forbidden_for_a_few_seconds_then_works",
     source="API Gateway developer guide, api-gateway-api-usage-plans (a new key or plan association takes effect "
-           "after a short delay; 403 meanwhile)",
+    "after a short delay; 403 meanwhile)",
     summary="A new API key, or one just added to a usage plan, is answered 403 Forbidden at the gateway for a few "
-            "paced seconds, then works.",
+    "paced seconds, then works.",
 )
 def key_propagates(call: Call, reply: Reply) -> None:
     # Source: API Gateway usage plans documentation (keys are not usable at once).
@@ -137,17 +141,18 @@ _MAPPING_SOURCE = re.compile(
 
 
 @RULES.before(
-    "apigateway", "PutIntegrationResponse",
+    "apigateway",
+    "PutIntegrationResponse",
     id="apigateway.integration-response-mappings",
     test="tests/integration/test_cors.py::test_an_integration_response_may_map_only_headers_its_method_response_declares",
     source="BadRequestException texts in amazon-archives/aws-apigateway-importer#121 ('No method response exists for "
-           "method.') and #209, awslabs/aws-solutions-constructs#1130 ('Invalid mapping expression parameter specified: "
-           "method.response.header.Access-Control-Allow-Origin'), awsdocs/amazon-api-gateway-developer-guide#7 (an "
-           "unquoted static value); developer guide, rest-api-parameter-mapping-sources.html",
+    "method.') and #209, awslabs/aws-solutions-constructs#1130 ('Invalid mapping expression parameter specified: "
+    "method.response.header.Access-Control-Allow-Origin'), awsdocs/amazon-api-gateway-developer-guide#7 (an "
+    "unquoted static value); developer guide, rest-api-parameter-mapping-sources.html",
     summary="An integration response whose responseParameters map a header is refused with BadRequestException 400 "
-            "'Invalid mapping expression specified: ...' when the method has no method response for that status, "
-            "when the method response does not declare the header, or when the value is neither a single-quoted "
-            "static value nor a mapping expression (moto accepts all three).",
+    "'Invalid mapping expression specified: ...' when the method has no method response for that status, "
+    "when the method response does not declare the header, or when the value is neither a single-quoted "
+    "static value nor a mapping expression (moto accepts all three).",
 )
 def integration_response_mappings(call: Call) -> None:
     # Sources: aws-apigateway-importer#121 and #209, aws-solutions-constructs#1130, the developer guide's mapping sources.
@@ -155,8 +160,9 @@ def integration_response_mappings(call: Call) -> None:
     if not parameters:
         return
     try:
-        method = _backend(call).get_method(call.params.get("restapi_id", ""), call.params.get("resource_id", ""),
-                                           call.params.get("http_method", ""))
+        method = _backend(call).get_method(
+            call.params.get("restapi_id", ""), call.params.get("resource_id", ""), call.params.get("http_method", "")
+        )
     except Exception:  # no such API, resource or method: moto answers with its own NotFoundException
         return
     response = (method.method_responses or {}).get(call.params.get("status_code", ""))
@@ -165,7 +171,12 @@ def integration_response_mappings(call: Call) -> None:
     declared = response.response_parameters or {}
     for name, value in parameters.items():
         if name.startswith("method.response.header.") and name not in declared:
-            raise AwsError("BadRequestException", _MAPPING_PREFIX + f"[Invalid mapping expression parameter specified: {name}]",
-                           400)
+            raise AwsError(
+                "BadRequestException",
+                _MAPPING_PREFIX + f"[Invalid mapping expression parameter specified: {name}]",
+                400,
+            )
         if not isinstance(value, str) or not _MAPPING_SOURCE.fullmatch(value):
-            raise AwsError("BadRequestException", _MAPPING_PREFIX + f"[Invalid mapping expression specified: {value}]", 400)
+            raise AwsError(
+                "BadRequestException", _MAPPING_PREFIX + f"[Invalid mapping expression specified: {value}]", 400
+            )

@@ -69,9 +69,12 @@ def with_lifecycle(config: dict) -> dict:
     return shown | lifecycle(config.get("FunctionArn", "")).fields()
 
 
-def _set(function_arn: str, life: Lifecycle) -> None:
+def _busy_for(aws_seconds: float, config: dict, busy: Lifecycle) -> dict:
+    """The function is ``busy`` now and settles after ``aws_seconds``; its configuration as shown now."""
     with _lock:
-        _lifecycles[unqualified(function_arn)] = life
+        _lifecycles[unqualified(config["FunctionArn"])] = busy
+    _settle_later(aws_seconds, config["FunctionArn"], busy)
+    return with_lifecycle(config)
 
 
 def _settle_later(aws_seconds: float, function_arn: str, busy: Lifecycle) -> None:
@@ -83,7 +86,7 @@ def _settle_later(aws_seconds: float, function_arn: str, busy: Lifecycle) -> Non
             if _lifecycles.get(key) is not busy:
                 return
             _lifecycles[key] = Lifecycle()
-        from l2c.local.control_plane import changes
+        from l2c.local.change_count import changes
 
         changes.bump()  # cached GetFunction answers are stale now
 
@@ -134,13 +137,15 @@ def conflict_while_busy(arn: str) -> AwsError | None:
         return AwsError(
             "ResourceConflictException",
             "The operation cannot be performed at this time. The function is currently in the following state: Pending",
-            409, Type="User",
+            409,
+            Type="User",
         )
     if life.update == "InProgress":
         return AwsError(
             "ResourceConflictException",
             f"The operation cannot be performed at this time. An update is in progress for resource: {unqualified(arn)}",
-            409, Type="User",
+            409,
+            Type="User",
         )
     return None
 
@@ -149,15 +154,17 @@ def conflict_while_busy(arn: str) -> AwsError | None:
 
 
 @RULES.before(
-    "lambda", "CreateFunction", "UpdateFunctionConfiguration",
+    "lambda",
+    "CreateFunction",
+    "UpdateFunctionConfiguration",
     id="lambda.role-assumable",
     test="tests/integration/test_rules_lambda.py::test_a_role_created_seconds_ago_cannot_be_assumed_by_lambda_yet",
     source="Lambda API reference, CreateFunction errors (InvalidParameterValueException); IAM User Guide, "
-           "troubleshooting eventual consistency; hashicorp/terraform-provider-aws#6566",
+    "troubleshooting eventual consistency; hashicorp/terraform-provider-aws#6566",
     summary="A role that does not exist, was created less than a few (paced) seconds ago, or whose trust policy "
-            "does not trust lambda.amazonaws.com for this account's function (Conditions on aws:SourceAccount and "
-            "aws:SourceArn are judged against the account and the function's ARN) is refused with InvalidParameterValueException "
-            "'The role defined for the function cannot be assumed by Lambda.'",
+    "does not trust lambda.amazonaws.com for this account's function (Conditions on aws:SourceAccount and "
+    "aws:SourceArn are judged against the account and the function's ARN) is refused with InvalidParameterValueException "
+    "'The role defined for the function cannot be assumed by Lambda.'",
 )
 def role_must_be_assumable(call: Call) -> None:
     # Source: Lambda API reference (CreateFunction); IAM is eventually consistent (IAM User Guide).
@@ -167,24 +174,34 @@ def role_must_be_assumable(call: Call) -> None:
     role = iam_rules.find_role(call.account, role_arn or "")
     # Lambda assumes the role for this account's function: the trust policy's confused-deputy
     # conditions (aws:SourceAccount, aws:SourceArn) are judged against that.
-    function_arn = f"arn:{iam_rules.partition_of(call.region)}:lambda:{call.region}:{call.account}:function:" + str(
-        call.params.get("FunctionName", "")).rsplit(":", 1)[-1]
+    function_arn = (
+        f"arn:{iam_rules.partition_of(call.region)}:lambda:{call.region}:{call.account}:function:"
+        + str(call.params.get("FunctionName", "")).rsplit(":", 1)[-1]
+    )
     context = iam_rules.service_context(call.account, function_arn)
-    if role is None or not iam_rules.is_propagated(role) or not iam_rules.trusts_service(role, LAMBDA_PRINCIPAL, context):
+    if (
+        role is None
+        or not iam_rules.is_propagated(role)
+        or not iam_rules.trusts_service(role, LAMBDA_PRINCIPAL, context)
+    ):
         raise AwsError(
-            "InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda.",
-            400, Type="User",
+            "InvalidParameterValueException",
+            "The role defined for the function cannot be assumed by Lambda.",
+            400,
+            Type="User",
         )
 
 
 @RULES.before(
-    "lambda", "CreateFunction", "UpdateFunctionConfiguration",
+    "lambda",
+    "CreateFunction",
+    "UpdateFunctionConfiguration",
     id="lambda.environment-4kb",
     test="tests/integration/test_rules_lambda.py::test_environment_variables_over_4_kb_are_refused_with_the_string_measured",
     source="Lambda quotas page (environment variables: 4 KB, all together); Lambda Developer Guide, "
-           "configuration-envvars",
+    "configuration-envvars",
     summary="Environment variables whose JSON form is over 4 KB are refused with InvalidParameterValueException "
-            "and AWS's message, quoting the string measured.",
+    "and AWS's message, quoting the string measured.",
 )
 def environment_within_4kb(call: Call) -> None:
     # Source: Lambda quotas (4 KB for all environment variables together).
@@ -197,17 +214,20 @@ def environment_within_4kb(call: Call) -> None:
             "InvalidParameterValueException",
             "Lambda was unable to configure your environment variables because the environment variables you have "
             f"provided exceeded the 4KB limit. String measured: {measured}",
-            400, Type="User",
+            400,
+            Type="User",
         )
 
 
 @RULES.before(
-    "lambda", "UpdateFunctionCode", "UpdateFunctionConfiguration",
+    "lambda",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
     id="lambda.update-conflict",
     test="tests/integration/test_rules_lambda.py::test_an_update_while_one_is_in_progress_is_a_conflict_until_it_succeeds",
     source=f"{_FUNCTIONS_DOC}; Lambda API reference, UpdateFunctionCode errors (ResourceConflictException)",
     summary="An update while the function is Pending or its last update is InProgress is refused with "
-            "ResourceConflictException 409 and AWS's message.",
+    "ResourceConflictException 409 and AWS's message.",
 )
 def one_update_at_a_time(call: Call) -> None:
     # Source: Lambda function states (updates are refused while one is in progress).
@@ -223,22 +243,25 @@ def one_update_at_a_time(call: Call) -> None:
 
 
 @RULES.after(
-    "lambda", "CreateFunction",
+    "lambda",
+    "CreateFunction",
     id="lambda.create-pending",
     test="tests/integration/test_rules_lambda.py::test_a_new_function_is_pending_then_active_and_the_waiter_really_waits",
     source=f"{_FUNCTIONS_DOC}; botocore lambda waiters-2.json (FunctionActiveV2)",
     summary="A new function is State Pending ('The function is being created.', Creating) for a few paced "
-            "seconds, then Active.",
+    "seconds, then Active.",
 )
 def created_pending(call: Call, reply: Reply) -> Reply:
     # Source: Lambda function states (Pending after CreateFunction, then Active).
-    config = reply.json()
-    arn = config["FunctionArn"]
-    busy = Lifecycle(state="Pending", state_reason="The function is being created.", state_reason_code="Creating",
-                     update="InProgress", update_reason="The function is being created.", update_reason_code="Creating")
-    _set(arn, busy)
-    _settle_later(CREATE_AWS_S, arn, busy)
-    shown = with_lifecycle(config)
+    busy = Lifecycle(
+        state="Pending",
+        state_reason="The function is being created.",
+        state_reason_code="Creating",
+        update="InProgress",
+        update_reason="The function is being created.",
+        update_reason_code="Creating",
+    )
+    shown = _busy_for(CREATE_AWS_S, reply.json(), busy)
     shown.pop("LastUpdateStatus", None)  # CreateFunction's own answer has no update status yet
     shown.pop("LastUpdateStatusReason", None)
     shown.pop("LastUpdateStatusReasonCode", None)
@@ -246,30 +269,30 @@ def created_pending(call: Call, reply: Reply) -> Reply:
 
 
 @RULES.after(
-    "lambda", "UpdateFunctionCode", "UpdateFunctionConfiguration",
+    "lambda",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
     id="lambda.update-in-progress",
     test="tests/integration/test_rules_lambda.py::test_an_update_while_one_is_in_progress_is_a_conflict_until_it_succeeds",
     source=f"{_FUNCTIONS_DOC}; botocore lambda waiters-2.json (FunctionUpdatedV2)",
-    summary="After an update the function's LastUpdateStatus is InProgress for a few paced seconds, then "
-            "Successful.",
+    summary="After an update the function's LastUpdateStatus is InProgress for a few paced seconds, then Successful.",
 )
 def updated_in_progress(call: Call, reply: Reply) -> Reply:
     # Source: Lambda function states (LastUpdateStatus InProgress, then Successful).
-    config = reply.json()
-    arn = config["FunctionArn"]
     busy = Lifecycle(update="InProgress", update_reason="The function is being created.", update_reason_code="Creating")
-    _set(arn, busy)
-    _settle_later(UPDATE_AWS_S, arn, busy)
-    return reply.with_json(with_lifecycle(config))
+    return reply.with_json(_busy_for(UPDATE_AWS_S, reply.json(), busy))
 
 
 @RULES.after(
-    "lambda", "GetFunction", "GetFunctionConfiguration", "ListFunctions",
+    "lambda",
+    "GetFunction",
+    "GetFunctionConfiguration",
+    "ListFunctions",
     id="lambda.states-shown",
     test="tests/integration/test_rules_lambda.py::test_a_new_function_is_pending_then_active_and_the_waiter_really_waits",
     source=f"{_FUNCTIONS_DOC}; Lambda API reference, FunctionConfiguration (State, LastUpdateStatus)",
     summary="GetFunction, GetFunctionConfiguration and ListFunctions show the function's real State and "
-            "LastUpdateStatus (with their reasons), so the botocore waiters wait.",
+    "LastUpdateStatus (with their reasons), so the botocore waiters wait.",
 )
 def show_states(call: Call, reply: Reply) -> Reply:
     # Source: Lambda API reference, FunctionConfiguration.

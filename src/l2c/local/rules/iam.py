@@ -44,8 +44,8 @@ def find_role(account: str, role_arn: str):
 def role_age_seconds(role) -> float:
     created = role.create_date
     if created.tzinfo is None:
-        created = created.replace(tzinfo=datetime.timezone.utc)
-    return (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()
+        created = created.replace(tzinfo=datetime.UTC)
+    return (datetime.datetime.now(datetime.UTC) - created).total_seconds()
 
 
 def is_propagated(role) -> bool:
@@ -97,9 +97,12 @@ def trusts_service(role, service_principal: str, context: dict[str, str] | None 
         principal = statement.get("Principal", {})
         services = principal.get("Service", []) if isinstance(principal, dict) else [principal]
         services = [services] if isinstance(services, str) else services
-        if statement.get("Effect") == "Allow" and "sts:AssumeRole" in actions and (
-            service_principal in services or "*" in services
-        ) and conditions_hold(statement.get("Condition") or {}, context or {}):
+        if (
+            statement.get("Effect") == "Allow"
+            and "sts:AssumeRole" in actions
+            and (service_principal in services or "*" in services)
+            and conditions_hold(statement.get("Condition") or {}, context or {})
+        ):
             return True
     return False
 
@@ -140,9 +143,7 @@ def conditions_hold(condition: dict, context: dict[str, str]) -> bool:
 def _arn_like(value: str, pattern: str) -> bool:
     # ArnLike compares each of the six colon-separated parts, wildcards within a part.
     values, patterns = value.split(":", 5), pattern.split(":", 5)
-    return len(values) == len(patterns) == 6 and all(
-        _like(part, wanted) for part, wanted in zip(values, patterns)
-    )
+    return len(values) == len(patterns) == 6 and all(_like(part, wanted) for part, wanted in zip(values, patterns))
 
 
 def _like(value: str, pattern: str) -> bool:
@@ -198,7 +199,7 @@ def authorize_admin(request):
         document = request.json()
         access_key, action, resource = (str(document[name]) for name in ("access_key", "action", "resource"))
     except (ValueError, KeyError, TypeError, AttributeError):
-        return json_reply(400, {"message": "send {\"access_key\": ..., \"action\": ..., \"resource\": ...}"})
+        return json_reply(400, {"message": 'send {"access_key": ..., "action": ..., "resource": ...}'})
     return json_reply(200, authorize(access_key, action, resource))
 
 
@@ -218,8 +219,11 @@ IAM_XMLNS = "https://iam.amazonaws.com/doc/2010-05-08/"
 def _members(params: dict, name: str) -> list[str]:
     """A query-protocol list (``ActionNames.member.1``, ``.2``, ...) in order."""
     prefix = f"{name}.member."
-    numbered = [(int(key[len(prefix):]), value) for key, value in params.items()
-                if key.startswith(prefix) and key[len(prefix):].isdigit()]
+    numbered = [
+        (int(key[len(prefix) :]), value)
+        for key, value in params.items()
+        if key.startswith(prefix) and key[len(prefix) :].isdigit()
+    ]
     return [value for _, value in sorted(numbered)]
 
 
@@ -255,13 +259,14 @@ def evaluate(documents: list[str], action: str, resource: str) -> str:
 
 
 @RULES.before(
-    "iam", "SimulatePrincipalPolicy",
+    "iam",
+    "SimulatePrincipalPolicy",
     id="iam.simulate-principal-policy",
     source="IAM API Reference, SimulatePrincipalPolicy (EvaluationResults, EvalDecision allowed | explicitDeny | "
-           "implicitDeny; NoSuchEntity for an unknown PolicySourceArn); IAM User Guide, policy evaluation logic",
+    "implicitDeny; NoSuchEntity for an unknown PolicySourceArn); IAM User Guide, policy evaluation logic",
     summary="Answered instead of moto (which lacks it): each action on each resource is judged by the role's or "
-            "user's own inline and attached policies with moto's policy evaluation (an explicit Deny wins, no Allow "
-            "is an implicit deny). Condition keys, permission boundaries and resource policies are not simulated.",
+    "user's own inline and attached policies with moto's policy evaluation (an explicit Deny wins, no Allow "
+    "is an implicit deny). Condition keys, permission boundaries and resource policies are not simulated.",
     test="tests/integration/test_deploy_lifecycle.py::test_a_given_role_that_cannot_read_the_artifact_is_refused_before_anything_is_created",
 )
 def simulate_principal_policy(call: Call):
@@ -271,8 +276,11 @@ def simulate_principal_policy(call: Call):
         raise AwsError("NoSuchEntity", f"The principal {source} cannot be found.", 404)
     actions = _members(call.params, "ActionNames")
     if not actions:
-        raise AwsError("ValidationError", "1 validation error detected: Value null at 'actionNames' failed to satisfy "
-                                          "constraint: Member must not be null")
+        raise AwsError(
+            "ValidationError",
+            "1 validation error detected: Value null at 'actionNames' failed to satisfy "
+            "constraint: Member must not be null",
+        )
     results = ""
     for action in actions:
         for resource in _members(call.params, "ResourceArns") or ["*"]:

@@ -54,7 +54,8 @@ def addressed_by_host(call: Call) -> bool:
 
 
 @RULES.before(
-    "s3", "CreateBucket",
+    "s3",
+    "CreateBucket",
     id="s3.bucket-names-global",
     source="S3 User Guide: Bucket naming rules; Bucket quotas, restrictions, and limitations; "
     "botocore s3 model, errors BucketAlreadyExists and BucketAlreadyOwnedByYou",
@@ -85,11 +86,27 @@ EXPECTED_OWNER_HEADER = "x-amz-expected-bucket-owner"
 # The bucket and object calls l2c makes, and their read-back counterparts (botocore's s3 model
 # gives each an ExpectedBucketOwner member, sent as this header).
 OWNER_CONDITION_OPERATIONS = (
-    "HeadBucket", "DeleteBucket", "ListObjectsV2", "ListObjectVersions",
-    "HeadObject", "GetObject", "PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "GetObjectTagging",
-    "PutPublicAccessBlock", "GetPublicAccessBlock", "PutBucketEncryption", "GetBucketEncryption",
-    "PutBucketPolicy", "GetBucketPolicy", "PutBucketTagging", "GetBucketTagging",
-    "PutBucketVersioning", "GetBucketVersioning",
+    "HeadBucket",
+    "DeleteBucket",
+    "ListObjectsV2",
+    "ListObjectVersions",
+    "HeadObject",
+    "GetObject",
+    "PutObject",
+    "CopyObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "GetObjectTagging",
+    "PutPublicAccessBlock",
+    "GetPublicAccessBlock",
+    "PutBucketEncryption",
+    "GetBucketEncryption",
+    "PutBucketPolicy",
+    "GetBucketPolicy",
+    "PutBucketTagging",
+    "GetBucketTagging",
+    "PutBucketVersioning",
+    "GetBucketVersioning",
 )
 
 
@@ -101,7 +118,8 @@ def addressed_bucket(call: Call) -> str:
 
 
 @RULES.before(
-    "s3", *OWNER_CONDITION_OPERATIONS,
+    "s3",
+    *OWNER_CONDITION_OPERATIONS,
     id="s3.expected-bucket-owner",
     source="S3 User Guide, 'Verifying bucket ownership with bucket owner condition'; botocore s3 model, "
     "ExpectedBucketOwner (x-amz-expected-bucket-owner): 'If the account ID that you provide does not match the "

@@ -23,6 +23,7 @@ import uuid
 import zlib
 from dataclasses import dataclass
 
+from l2c.config import QUOTAS_ENV
 from l2c.local.pace import PACE
 from l2c.local.rules import RULES, AwsError, Call, Reply
 from l2c.local.rules import iam as iam_rules
@@ -38,7 +39,6 @@ DELETE_AWS_S = 90.0  # Deleting lasts one to two minutes before DescribeEndpoint
 IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 DEFAULT_INSTANCE_QUOTA = 20  # generous: the local cloud refuses only when a test or user asks it to
-QUOTAS_ENV = "L2C_INSTANCE_QUOTAS"
 # The Service Quotas code of "ml.m5.large for endpoint usage" (as the AWS CLI examples cite it).
 KNOWN_QUOTA_CODES = {"ml.m5.large": "L-1E9C780D"}
 
@@ -52,9 +52,9 @@ def _backend(account: str, region: str):
 
 
 def _bump() -> None:
-    from l2c.local import control_plane
+    from l2c.local import change_count
 
-    control_plane.changes.bump()
+    change_count.changes.bump()
 
 
 def _endpoint_arn(account: str, region: str, name: str) -> str:
@@ -160,7 +160,9 @@ def _instances(backend, config_name: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for variant in getattr(config, "production_variants", None) or []:
         if variant.get("InstanceType"):
-            counts[variant["InstanceType"]] = counts.get(variant["InstanceType"], 0) + int(variant.get("InitialInstanceCount") or 0)
+            counts[variant["InstanceType"]] = counts.get(variant["InstanceType"], 0) + int(
+                variant.get("InitialInstanceCount") or 0
+            )
     return counts
 
 
@@ -189,7 +191,7 @@ def quotas_admin(request) -> Reply:
         try:
             values = request.json()
             if not isinstance(values, dict):
-                raise ValueError("send an object of instance type -> instances, e.g. {\"ml.m5.large\": 0}")
+                raise ValueError('send an object of instance type -> instances, e.g. {"ml.m5.large": 0}')
             with _lock:
                 QUOTAS.set(values)
         except ValueError as err:
@@ -249,7 +251,9 @@ def _start_variant(account: str, region: str, endpoint: str, variant: dict) -> O
     stream = _stream_name(name)
     model = backend._models.get(variant.get("ModelName", ""))
     if model is None:
-        reason = f"Could not find model \"arn:aws:sagemaker:{region}:{account}:model/{variant.get('ModelName', '').lower()}\"."
+        reason = (
+            f'Could not find model "arn:aws:sagemaker:{region}:{account}:model/{variant.get("ModelName", "").lower()}".'
+        )
         write_endpoint_log(account, region, endpoint, stream, [reason])
         return Outcome(False, reason)
     container = model.primary_container or (model.containers or [{}])[0]
@@ -273,18 +277,33 @@ def _start_variant(account: str, region: str, endpoint: str, variant: dict) -> O
     except CheckUnavailable as err:
         problem = str(err)
     if problem:  # the container's own loader refusing it: the ping never answers 200
-        write_endpoint_log(account, region, endpoint, stream, [
-            f"Downloaded model data from {url} ({len(data)} bytes)",
-            f"Unable to load model: {problem}",
-            "Worker exited; /ping is not answering",
-        ])
+        write_endpoint_log(
+            account,
+            region,
+            endpoint,
+            stream,
+            [
+                f"Downloaded model data from {url} ({len(data)} bytes)",
+                f"Unable to load model: {problem}",
+                "Worker exited; /ping is not answering",
+            ],
+        )
         # Source: aws/sagemaker-python-sdk#787, awslabs/llm-hosting-container#18.
-        return Outcome(False, f"The primary container for production variant {name} did not pass the ping health "
-                              "check. Please check CloudWatch logs for this endpoint.")
-    write_endpoint_log(account, region, endpoint, stream, [
-        f"Downloaded model data from {url} ({len(data)} bytes)",
-        "Loaded the model; /ping answers 200",
-    ])
+        return Outcome(
+            False,
+            f"The primary container for production variant {name} did not pass the ping health "
+            "check. Please check CloudWatch logs for this endpoint.",
+        )
+    write_endpoint_log(
+        account,
+        region,
+        endpoint,
+        stream,
+        [
+            f"Downloaded model data from {url} ({len(data)} bytes)",
+            "Loaded the model; /ping answers 200",
+        ],
+    )
     return Outcome(True)
 
 
@@ -315,20 +334,24 @@ def _download(account: str, role_arn: str, url: str) -> tuple[bytes | None, str]
 def _existing(call: Call, name: str):
     endpoint = _backend(call.account, call.region).endpoints.get(name)
     if endpoint is None:
-        raise AwsError("ValidationException", f'Could not find endpoint "{_endpoint_arn(call.account, call.region, name)}".')
+        raise AwsError(
+            "ValidationException", f'Could not find endpoint "{_endpoint_arn(call.account, call.region, name)}".'
+        )
     return endpoint
 
 
 @RULES.before(
-    "sagemaker", "CreateEndpoint", "UpdateEndpoint",
+    "sagemaker",
+    "CreateEndpoint",
+    "UpdateEndpoint",
     id="sagemaker.endpoint-instance-quota",
     test="tests/integration/test_rules_sagemaker.py::test_create_and_update_count_the_instances_already_in_use",
     source="SageMaker endpoint quotas ('<instance type> for endpoint usage', Service Quotas console); the "
-           "ResourceLimitExceeded message in aws-samples/sagemaker-custom-project-templates#51 and "
-           "aws-samples/aws-genai-llm-chatbot#244",
+    "ResourceLimitExceeded message in aws-samples/sagemaker-custom-project-templates#51 and "
+    "aws-samples/aws-genai-llm-chatbot#244",
     summary="The instances a config asks for, plus those the region's endpoints use (an update's old fleet too: "
-            "blue/green), may not exceed the type's quota: ResourceLimitExceeded with AWS's message. Quotas are "
-            "generous unless set (POST /_l2c/quotas, or L2C_INSTANCE_QUOTAS=\"ml.m5.large=0\").",
+    "blue/green), may not exceed the type's quota: ResourceLimitExceeded with AWS's message. Quotas are "
+    'generous unless set (POST /_l2c/quotas, or L2C_INSTANCE_QUOTAS="ml.m5.large=0").',
 )
 def instance_quota(call: Call):
     with _lock:
@@ -336,28 +359,33 @@ def instance_quota(call: Call):
 
 
 @RULES.before(
-    "sagemaker", "CreateEndpoint",
+    "sagemaker",
+    "CreateEndpoint",
     id="sagemaker.endpoint-create",
     test="tests/integration/test_rules_sagemaker.py::test_create_is_creating_then_in_service_and_a_second_create_is_refused",
     source="SageMaker API Reference, CreateEndpoint and DescribeEndpoint (EndpointStatus); the 'Cannot create "
-           "already existing endpoint' ValidationException in aws/sagemaker-python-sdk#101 and "
-           "aws/amazon-sagemaker-examples#2491; FailureReason texts in aws-samples/cvat-on-aws-china#3 and "
-           "aws/sagemaker-python-sdk#787",
+    "already existing endpoint' ValidationException in aws/sagemaker-python-sdk#101 and "
+    "aws/amazon-sagemaker-examples#2491; FailureReason texts in aws-samples/cvat-on-aws-china#3 and "
+    "aws/sagemaker-python-sdk#787",
     summary="An existing name is refused (moto overwrites it). The endpoint is Creating for ~300 AWS seconds "
-            "while its instances download the artifact from S3 with the execution role's permissions and load it "
-            "(pickles refused); then InService, or Failed with AWS's FailureReason and the container's lines in "
-            "/aws/sagemaker/Endpoints/<name>.",
+    "while its instances download the artifact from S3 with the execution role's permissions and load it "
+    "(pickles refused); then InService, or Failed with AWS's FailureReason and the container's lines in "
+    "/aws/sagemaker/Endpoints/<name>.",
 )
 def create_endpoint(call: Call):
     name, config_name = call.params.get("EndpointName", ""), call.params.get("EndpointConfigName", "")
     with _lock:
         backend = _backend(call.account, call.region)
         if name in backend.endpoints:
-            raise AwsError("ValidationException",
-                           f'Cannot create already existing endpoint "{_endpoint_arn(call.account, call.region, name)}".')
+            raise AwsError(
+                "ValidationException",
+                f'Cannot create already existing endpoint "{_endpoint_arn(call.account, call.region, name)}".',
+            )
         if config_name not in backend.endpoint_configs:
-            raise AwsError("ValidationException",
-                           f'Could not find endpoint configuration "{_config_arn(call.account, call.region, config_name)}".')
+            raise AwsError(
+                "ValidationException",
+                f'Could not find endpoint configuration "{_config_arn(call.account, call.region, config_name)}".',
+            )
         endpoint = backend.create_endpoint(name, config_name, call.params.get("Tags") or [])
         endpoint.endpoint_status = "Creating"
     _bump()
@@ -381,22 +409,23 @@ def _now():
 
 
 @RULES.before(
-    "sagemaker", "UpdateEndpoint",
+    "sagemaker",
+    "UpdateEndpoint",
     id="sagemaker.endpoint-update",
     test="tests/integration/test_rules_sagemaker.py::test_an_update_serves_the_old_config_while_updating_then_the_new_one",
     source="SageMaker API Reference, UpdateEndpoint (Updating, no availability loss; RetainAllVariantProperties); "
-           "botocore sagemaker model EndpointMetadata/DescribeEndpointOutput.FailureReason (a failed update rolls "
-           "back to the old config, InService); 'Cannot update in-progress endpoint' as reported for UpdateEndpoint and "
-           "UpdateEndpointWeightsAndCapacities in public deploy scripts, and amazon-sagemaker-examples PR #3188; "
-           "SageMaker Developer "
-           "Guide, endpoint-scaling-update (an update that changes the instance type of an auto-scaled variant fails) "
-           "and serverless-endpoints-update (instance to serverless is not supported)",
+    "botocore sagemaker model EndpointMetadata/DescribeEndpointOutput.FailureReason (a failed update rolls "
+    "back to the old config, InService); 'Cannot update in-progress endpoint' as reported for UpdateEndpoint and "
+    "UpdateEndpointWeightsAndCapacities in public deploy scripts, and amazon-sagemaker-examples PR #3188; "
+    "SageMaker Developer "
+    "Guide, endpoint-scaling-update (an update that changes the instance type of an auto-scaled variant fails) "
+    "and serverless-endpoints-update (instance to serverless is not supported)",
     summary="Answered instead of moto (which lacks it). Refused unless InService (Failed endpoints too: the stricter "
-            "choice, AWS's wording for that case not found), refused from instance to serverless hosting (and back: "
-            "stricter, undocumented), refused "
-            "when it changes the instance type of a variant registered as a scalable target, and refused beyond the "
-            "instance quota. Updating for ~300 AWS seconds, serving and reporting the OLD config; then InService on "
-            "the new one, or rolled back: InService on the old config with FailureReason set.",
+    "choice, AWS's wording for that case not found), refused from instance to serverless hosting (and back: "
+    "stricter, undocumented), refused "
+    "when it changes the instance type of a variant registered as a scalable target, and refused beyond the "
+    "instance quota. Updating for ~300 AWS seconds, serving and reporting the OLD config; then InService on "
+    "the new one, or rolled back: InService on the old config with FailureReason set.",
 )
 def update_endpoint(call: Call):
     name, config_name = call.params.get("EndpointName", ""), call.params.get("EndpointConfigName", "")
@@ -404,15 +433,19 @@ def update_endpoint(call: Call):
         backend = _backend(call.account, call.region)
         endpoint = _existing(call, name)
         if endpoint.endpoint_status != "InService":
-            raise AwsError("ValidationException",
-                           f'Cannot update in-progress endpoint "{_endpoint_arn(call.account, call.region, name)}".'
-                           if endpoint.endpoint_status in IN_PROGRESS else
-                           f'Cannot update failed endpoint "{_endpoint_arn(call.account, call.region, name)}". '
-                           "Delete it and create it again.")
+            raise AwsError(
+                "ValidationException",
+                f'Cannot update in-progress endpoint "{_endpoint_arn(call.account, call.region, name)}".'
+                if endpoint.endpoint_status in IN_PROGRESS
+                else f'Cannot update failed endpoint "{_endpoint_arn(call.account, call.region, name)}". '
+                "Delete it and create it again.",
+            )
         new_config = backend.endpoint_configs.get(config_name)
         if new_config is None:
-            raise AwsError("ValidationException",
-                           f'Could not find endpoint configuration "{_config_arn(call.account, call.region, config_name)}".')
+            raise AwsError(
+                "ValidationException",
+                f'Could not find endpoint configuration "{_config_arn(call.account, call.region, config_name)}".',
+            )
         old_config = backend.endpoint_configs.get(endpoint.endpoint_config_name)
         old_variants = {v["VariantName"]: v for v in getattr(old_config, "production_variants", None) or []}
         _check_hosting_change(call, name, old_variants, new_config.production_variants)
@@ -443,7 +476,7 @@ def _check_hosting_change(call: Call, name: str, old: dict, new: list[dict]) -> 
         if variant["VariantName"] in scaled and before.get("InstanceType") != variant.get("InstanceType"):
             raise AwsError(
                 "ValidationException",
-                f"The variant(s) \"[{variant['VariantName']}]\" of endpoint {name} are registered as scalable targets "
+                f'The variant(s) "[{variant["VariantName"]}]" of endpoint {name} are registered as scalable targets '
                 "with Application Auto Scaling and cannot have their instance type updated. Deregister them with "
                 "DeregisterScalableTarget first.",
             )
@@ -455,7 +488,7 @@ def _scalable_variants(account: str, region: str, endpoint: str) -> set[str]:
     targets = applicationautoscaling_backends[account][region].targets
     prefix = f"endpoint/{endpoint}/variant/"
     return {
-        resource_id[len(prefix):]
+        resource_id[len(prefix) :]
         for by_resource in targets.values()
         for resource_id in by_resource
         if resource_id.startswith(prefix)
@@ -491,22 +524,25 @@ def _variants_after_update(backend, endpoint, config_name: str, retain: bool) ->
 
 
 @RULES.before(
-    "sagemaker", "DeleteEndpoint",
+    "sagemaker",
+    "DeleteEndpoint",
     id="sagemaker.endpoint-delete",
     test="tests/integration/test_rules_sagemaker.py::test_delete_is_refused_while_creating_then_deleting_then_gone",
     source="SageMaker API Reference, DeleteEndpoint; amazon-sagemaker-examples PR #3188 and issue #3432 (an endpoint "
-           "in progress cannot be deleted); the message 'Cannot update in-progress endpoint' that DeleteEndpoint "
-           "answers then, as aws/amazon-sagemaker-operator-for-k8s's SageMaker client wrapper matches it",
+    "in progress cannot be deleted); the message 'Cannot update in-progress endpoint' that DeleteEndpoint "
+    "answers then, as aws/amazon-sagemaker-operator-for-k8s's SageMaker client wrapper matches it",
     summary="Refused while Creating/Updating/SystemUpdating/RollingBack/Deleting; allowed when InService or Failed: "
-            "the endpoint is Deleting for ~90 AWS seconds, then gone.",
+    "the endpoint is Deleting for ~90 AWS seconds, then gone.",
 )
 def delete_endpoint(call: Call):
     name = call.params.get("EndpointName", "")
     with _lock:
         endpoint = _existing(call, name)
         if endpoint.endpoint_status in IN_PROGRESS:
-            raise AwsError("ValidationException",
-                           f'Cannot update in-progress endpoint "{_endpoint_arn(call.account, call.region, name)}".')
+            raise AwsError(
+                "ValidationException",
+                f'Cannot update in-progress endpoint "{_endpoint_arn(call.account, call.region, name)}".',
+            )
         endpoint.endpoint_status = "Deleting"
         endpoint.last_modified_time = _now()
     _bump()
@@ -524,26 +560,33 @@ def _finish_delete(account: str, region: str, name: str, endpoint) -> None:
 
 
 @RULES.before(
-    "sagemaker", "CreateModel",
+    "sagemaker",
+    "CreateModel",
     id="sagemaker.model-role",
     test="tests/integration/test_rules_sagemaker.py::test_create_model_with_a_role_iam_has_not_propagated_yet",
     source="IAM User Guide, troubleshoot 'changes are not always immediately visible'; the CreateModel/"
-           "CreateTransformJob ValidationException text in awslabs/predictive-maintenance-using-machine-learning#3; "
-           "propagation delays in hashicorp/terraform-provider-aws#6566",
+    "CreateTransformJob ValidationException text in awslabs/predictive-maintenance-using-machine-learning#3; "
+    "propagation delays in hashicorp/terraform-provider-aws#6566",
     summary="The execution role must exist, be older than IAM's propagation delay (~10 AWS seconds) and trust "
-            "sagemaker.amazonaws.com for this account's model (Conditions on aws:SourceAccount and aws:SourceArn are "
-            "judged against the account and the model's ARN); otherwise ValidationException 'Could not assume role <arn>. Please ensure that "
-            "the role exists and allows principal 'sagemaker.amazonaws.com' to assume the role.'",
+    "sagemaker.amazonaws.com for this account's model (Conditions on aws:SourceAccount and aws:SourceArn are "
+    "judged against the account and the model's ARN); otherwise ValidationException 'Could not assume role <arn>. Please ensure that "
+    "the role exists and allows principal 'sagemaker.amazonaws.com' to assume the role.'",
 )
 def create_model_role(call: Call):
     arn = call.params.get("ExecutionRoleArn", "")
     role = iam_rules.find_role(call.account, arn)
     # SageMaker assumes the role for this account's model (its ARN in lower case, as SageMaker
     # writes them): the trust policy's confused-deputy conditions are judged against that.
-    model_arn = (f"arn:{iam_rules.partition_of(call.region)}:sagemaker:{call.region}:{call.account}:model/"
-                 + str(call.params.get("ModelName", "")).lower())
+    model_arn = (
+        f"arn:{iam_rules.partition_of(call.region)}:sagemaker:{call.region}:{call.account}:model/"
+        + str(call.params.get("ModelName", "")).lower()
+    )
     context = iam_rules.service_context(call.account, model_arn)
-    if role is None or not iam_rules.is_propagated(role) or not iam_rules.trusts_service(role, SAGEMAKER_PRINCIPAL, context):
+    if (
+        role is None
+        or not iam_rules.is_propagated(role)
+        or not iam_rules.trusts_service(role, SAGEMAKER_PRINCIPAL, context)
+    ):
         raise AwsError(
             "ValidationException",
             f"Could not assume role {arn}. Please ensure that the role exists and allows principal "
@@ -559,20 +602,26 @@ def _without_empty(document: dict, empty: tuple = ({}, [])) -> dict:
 
 
 @RULES.after(
-    "sagemaker", "DescribeEndpoint", "DescribeEndpointConfig", "DescribeModel",
+    "sagemaker",
+    "DescribeEndpoint",
+    "DescribeEndpointConfig",
+    "DescribeModel",
     id="sagemaker.describe-shapes",
     test="tests/integration/test_rules_sagemaker.py::test_describes_leave_out_what_aws_leaves_out_and_sagemaker_core_reads_them",
     source="botocore sagemaker model: DataCaptureConfig, VpcConfig, Containers, AsyncInferenceConfig are optional "
-           "members AWS leaves out when unset",
+    "members AWS leaves out when unset",
     summary="Optional members moto answers as {} or [] (DataCaptureConfig, VpcConfig, Containers, ...) are left "
-            "out, as AWS leaves them out, so typed clients (sagemaker-core) parse the answer.",
+    "out, as AWS leaves them out, so typed clients (sagemaker-core) parse the answer.",
 )
 def describe_shapes(call: Call, reply: Reply):
     return reply.with_json(_without_empty(reply.json()))
 
 
 @RULES.after(
-    "sagemaker", "ListEndpoints", "ListEndpointConfigs", "ListModels",
+    "sagemaker",
+    "ListEndpoints",
+    "ListEndpointConfigs",
+    "ListModels",
     id="sagemaker.list-shapes",
     test="tests/integration/test_rules_sagemaker.py::test_describes_leave_out_what_aws_leaves_out_and_sagemaker_core_reads_them",
     source="botocore sagemaker model: EndpointSummary, EndpointConfigSummary, ModelSummary",
@@ -605,13 +654,15 @@ def _quota(call: Call, instance_type: str) -> dict:
 
 
 @RULES.before(
-    "service-quotas", "ListServiceQuotas", "GetServiceQuota",
+    "service-quotas",
+    "ListServiceQuotas",
+    "GetServiceQuota",
     id="servicequotas.sagemaker-endpoint-instances",
     test="tests/integration/test_rules_sagemaker.py::test_service_quotas_answers_from_the_same_table",
     source="Service Quotas API Reference, GetServiceQuota / ListServiceQuotas (ServiceQuota shape); SageMaker quota "
-           "names '<instance type> for endpoint usage' as the Service Quotas console lists them",
+    "names '<instance type> for endpoint usage' as the Service Quotas console lists them",
     summary="For ServiceCode sagemaker, answered from the same table CreateEndpoint enforces (QuotaName "
-            "'<type> for endpoint usage'); other services go to moto.",
+    "'<type> for endpoint usage'); other services go to moto.",
 )
 def service_quotas(call: Call):
     if call.params.get("ServiceCode") != "sagemaker":

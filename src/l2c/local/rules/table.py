@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from l2c.errors import L2CError
 from l2c.local.rules import Registry
 
 BEGIN = "<!-- rules:begin -->"
@@ -69,11 +70,15 @@ def table_in(document: str) -> str | None:
     start, end = document.find(BEGIN), document.find(END)
     if start < 0 or end < start:
         return None
-    return document[start + len(BEGIN):end].strip("\n") + "\n"
+    return document[start + len(BEGIN) : end].strip("\n") + "\n"
+
+
+class MarkersMissing(L2CError, ValueError):
+    """The document has nowhere to put the table."""
 
 
 def with_table(document: str, table: str) -> str:
     start, end = document.find(BEGIN), document.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"the document has no {BEGIN} ... {END} markers to put the table between")
+        raise MarkersMissing(f"the document has no {BEGIN} ... {END} markers to put the table between")
     return document[: start + len(BEGIN)] + "\n" + table + document[end:]

@@ -38,7 +38,6 @@ log = logging.getLogger("l2c.local.rules")
 # transform job takes a few minutes", SageMaker Developer Guide, batch transform notebooks).
 START_AWS_S = 240.0
 STOP_AWS_S = 30.0
-TERMINAL = ("Completed", "Failed", "Stopped")
 DEFAULT_MAX_PAYLOAD_MB = 6  # CreateTransformJob, MaxPayloadInMB: "The default value is 6 MB"
 MAX_PAYLOAD_MB = 100  # botocore sagemaker model, MaxPayloadInMB: min 0, max 100
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
@@ -68,46 +67,54 @@ def _reply(document: dict) -> Reply:
 
 
 @RULES.before(
-    "sagemaker", "CreateTransformJob",
+    "sagemaker",
+    "CreateTransformJob",
     id="sagemaker.transform-job-create",
     test="tests/integration/test_deploy_batch.py::test_a_transform_job_is_refused_twice_and_for_a_missing_model",
     source="SageMaker API Reference, CreateTransformJob (TransformJobName unique in the account and region; "
-           "ModelName must exist; MaxPayloadInMB 0-100, default 6; SplitType None|Line|RecordIO|TFRecord); "
-           "botocore sagemaker model, CreateTransformJobRequest",
+    "ModelName must exist; MaxPayloadInMB 0-100, default 6; SplitType None|Line|RecordIO|TFRecord); "
+    "botocore sagemaker model, CreateTransformJobRequest",
     summary="Refused when a job of that name exists (moto overwrites it), when the model does not exist, or when "
-            "MaxPayloadInMB is outside 0-100: ValidationException.",
+    "MaxPayloadInMB is outside 0-100: ValidationException.",
 )
 def check_create(call: Call):
     name = call.params.get("TransformJobName", "")
     with _lock:
         if name in _jobs(call.account, call.region):
-            raise AwsError("ValidationException",
-                           "Job name must be unique within an AWS account and region, and a job with this name "
-                           f"already exists ({_job_arn(call.account, call.region, name)})")
+            raise AwsError(
+                "ValidationException",
+                "Job name must be unique within an AWS account and region, and a job with this name "
+                f"already exists ({_job_arn(call.account, call.region, name)})",
+            )
         model = call.params.get("ModelName", "")
         if model not in sagemaker_rules._backend(call.account, call.region)._models:
-            raise AwsError("ValidationException",
-                           f'Could not find model "arn:aws:sagemaker:{call.region}:{call.account}:model/{model.lower()}".')
+            raise AwsError(
+                "ValidationException",
+                f'Could not find model "arn:aws:sagemaker:{call.region}:{call.account}:model/{model.lower()}".',
+            )
     payload = call.params.get("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB)
     if not isinstance(payload, int) or not 0 <= payload <= MAX_PAYLOAD_MB:
-        raise AwsError("ValidationException",
-                       f"1 validation error detected: Value '{payload}' at 'maxPayloadInMB' failed to satisfy "
-                       f"constraint: Member must have value less than or equal to {MAX_PAYLOAD_MB}")
+        raise AwsError(
+            "ValidationException",
+            f"1 validation error detected: Value '{payload}' at 'maxPayloadInMB' failed to satisfy "
+            f"constraint: Member must have value less than or equal to {MAX_PAYLOAD_MB}",
+        )
 
 
 @RULES.after(
-    "sagemaker", "CreateTransformJob",
+    "sagemaker",
+    "CreateTransformJob",
     id="sagemaker.transform-job-run",
     test="tests/integration/test_deploy_batch.py::test_a_million_rows_through_l2c_batch_equal_in_process_prediction",
     source="SageMaker API Reference, CreateTransformJob, DescribeTransformJob (TransformJobStatus InProgress|"
-           "Completed|Failed|Stopping|Stopped), TransformInput (SplitType Line), TransformOutput (one <object>.out "
-           "per input object, AssembleWith Line, no partial objects); Developer Guide, batch transform "
-           "(BatchStrategy MultiRecord: as many records per request as MaxPayloadInMB allows)",
+    "Completed|Failed|Stopping|Stopped), TransformInput (SplitType Line), TransformOutput (one <object>.out "
+    "per input object, AssembleWith Line, no partial objects); Developer Guide, batch transform "
+    "(BatchStrategy MultiRecord: as many records per request as MaxPayloadInMB allows)",
     summary="The job is InProgress (moto says Completed at once); after the instances' start-up (~240 AWS "
-            "seconds) each object under the S3 input prefix is read with the model's execution role, split by line, "
-            "sent to the container logic (text/csv) in mini-batches of up to MaxPayloadInMB and its answers written "
-            "to <S3OutputPath>/<object>.out; Completed, or Failed with FailureReason when an object or the model "
-            "cannot be read, the role may not write the output, or the container refuses a mini-batch.",
+    "seconds) each object under the S3 input prefix is read with the model's execution role, split by line, "
+    "sent to the container logic (text/csv) in mini-batches of up to MaxPayloadInMB and its answers written "
+    "to <S3OutputPath>/<object>.out; Completed, or Failed with FailureReason when an object or the model "
+    "cannot be read, the role may not write the output, or the container refuses a mini-batch.",
 )
 def run_job(call: Call, reply: Reply):
     name = call.params.get("TransformJobName", "")
@@ -121,8 +128,9 @@ def run_job(call: Call, reply: Reply):
         job.last_modified_time = sagemaker_rules._now()
         _stop_requested.discard(job.arn)
     sagemaker_rules._bump()
-    worker = threading.Thread(target=_run, args=(call.account, call.region, name, job),
-                              name=f"l2c-transform-{name}", daemon=True)
+    worker = threading.Thread(
+        target=_run, args=(call.account, call.region, name, job), name=f"l2c-transform-{name}", daemon=True
+    )
     worker.start()
     return None
 
@@ -185,8 +193,10 @@ class Transform:
     def run(self) -> str | None:
         try:
             model, role = self._model()
-            self.log(f"MaxConcurrentTransforms=1, MaxPayloadInMB={self.job.max_payload_in_mb}, "
-                     f"BatchStrategy={'MULTI_RECORD' if self.multi_record else 'SINGLE_RECORD'}")
+            self.log(
+                f"MaxConcurrentTransforms=1, MaxPayloadInMB={self.job.max_payload_in_mb}, "
+                f"BatchStrategy={'MULTI_RECORD' if self.multi_record else 'SINGLE_RECORD'}"
+            )
             keys = self._input_keys(role)
             with Container(model, self.environment) as container:
                 for bucket, key in keys:
@@ -203,8 +213,10 @@ class Transform:
         backend = sagemaker_rules._backend(self.account, self.region)
         model = backend._models.get(self.job.model_name)
         if model is None:
-            raise JobFailed(f'Could not find model "arn:aws:sagemaker:{self.region}:{self.account}:model/'
-                            f'{self.job.model_name.lower()}".')
+            raise JobFailed(
+                f'Could not find model "arn:aws:sagemaker:{self.region}:{self.account}:model/'
+                f'{self.job.model_name.lower()}".'
+            )
         container = model.primary_container or (model.containers or [{}])[0]
         url = container.get("ModelDataUrl", "")
         data, problem = sagemaker_rules._download(self.account, model.execution_role_arn, url)
@@ -213,7 +225,9 @@ class Transform:
             raise JobFailed(
                 f'Failed to download model data for container "container_1" from URL: "{url}". Please ensure that '
                 "there is an object located at the URL and that the role passed to CreateModel has permissions to "
-                "download the object.", f"Failed to download model data from {url}: {problem}")
+                "download the object.",
+                f"Failed to download model data from {url}: {problem}",
+            )
         from l2c.serving.sandbox import CheckUnavailable, check_artifact
 
         try:
@@ -232,17 +246,21 @@ class Transform:
             found = s3.get_bucket(bucket)
         except Exception:
             raise JobFailed(f"ClientError: Failed to download data. NoSuchBucket: {bucket}") from None
-        keys = sorted(name for name in found.keys.keys() if name.startswith(prefix) and not name.endswith("/"))
+        keys = sorted(name for name in found.keys if name.startswith(prefix) and not name.endswith("/"))
         if not keys:
             # Source: DescribeTransformJob FailureReason when the prefix is empty, as reported in
             # aws/sagemaker-python-sdk issues ("No S3 objects found under S3 URL").
-            raise JobFailed(f'ClientError: No S3 objects found under S3 URL "{self.input_uri}" given in input data '
-                            "source. Please ensure that the bucket exists in the selected region, that objects exist "
-                            "under that S3 prefix, and that the role has permissions to read objects from the bucket.")
+            raise JobFailed(
+                f'ClientError: No S3 objects found under S3 URL "{self.input_uri}" given in input data '
+                "source. Please ensure that the bucket exists in the selected region, that objects exist "
+                "under that S3 prefix, and that the role has permissions to read objects from the bucket."
+            )
         for key in keys:
             if role is None or not iam_rules.role_allows(role, "s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"):
-                raise JobFailed(f"ClientError: Failed to download data. AccessDenied: the role passed to CreateModel "
-                                f"may not s3:GetObject s3://{bucket}/{key}")
+                raise JobFailed(
+                    f"ClientError: Failed to download data. AccessDenied: the role passed to CreateModel "
+                    f"may not s3:GetObject s3://{bucket}/{key}"
+                )
         return [(bucket, key) for key in keys]
 
     def _output_key(self, bucket: str, key: str) -> tuple[str, str]:
@@ -252,14 +270,16 @@ class Transform:
         folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
         out_bucket, out_prefix = _split_uri(self.output_uri)
         out_prefix = out_prefix.rstrip("/") + "/" if out_prefix else ""
-        return out_bucket, out_prefix + key[len(folder):] + ".out"
+        return out_bucket, out_prefix + key[len(folder) :] + ".out"
 
-    def _transform_object(self, container: "Container", role, bucket: str, key: str) -> None:
+    def _transform_object(self, container: Container, role, bucket: str, key: str) -> None:
         out_bucket, out_key = self._output_key(bucket, key)
         if not iam_rules.role_allows(role, "s3:PutObject", f"arn:aws:s3:::{out_bucket}/{out_key}"):
-            raise JobFailed(f"ClientError: Access Denied writing s3://{out_bucket}/{out_key}: the role passed to "
-                            "CreateModel may not s3:PutObject there",
-                            f"[sagemaker logs]: {bucket}/{key}: AccessDenied on s3://{out_bucket}/{out_key}")
+            raise JobFailed(
+                f"ClientError: Access Denied writing s3://{out_bucket}/{out_key}: the role passed to "
+                "CreateModel may not s3:PutObject there",
+                f"[sagemaker logs]: {bucket}/{key}: AccessDenied on s3://{out_bucket}/{out_key}",
+            )
         data = _s3(self.account).get_object(bucket, key).value
         pieces = []
         for body in self._mini_batches(data, bucket, key):
@@ -268,9 +288,11 @@ class Transform:
             status, answer = container.invoke(body, self.content_type, self.accept)
             if status != 200:
                 # The data log names the object and the container's status and message.
-                raise JobFailed(CLIENT_ERROR if 400 <= status < 500 else ALGORITHM_ERROR,
-                                f"[sagemaker logs]: {bucket}/{key}: Bad HTTP status received from algorithm: {status}",
-                                f"[sagemaker logs]: {bucket}/{key}: {answer.decode('utf-8', 'replace')[:1000]}")
+                raise JobFailed(
+                    CLIENT_ERROR if 400 <= status < 500 else ALGORITHM_ERROR,
+                    f"[sagemaker logs]: {bucket}/{key}: Bad HTTP status received from algorithm: {status}",
+                    f"[sagemaker logs]: {bucket}/{key}: {answer.decode('utf-8', 'replace')[:1000]}",
+                )
             pieces.append(answer)
             if self.assemble == "Line" and answer and not answer.endswith(b"\n"):
                 pieces.append(b"\n")
@@ -295,8 +317,11 @@ class Transform:
             else:
                 cut = data.rfind(b"\n", start, start + self.max_payload)
                 if cut < 0:
-                    raise JobFailed(CLIENT_ERROR, f"[sagemaker logs]: {bucket}/{key}: a record is larger than "
-                                                  f"MaxPayloadInMB={self.job.max_payload_in_mb}")
+                    raise JobFailed(
+                        CLIENT_ERROR,
+                        f"[sagemaker logs]: {bucket}/{key}: a record is larger than "
+                        f"MaxPayloadInMB={self.job.max_payload_in_mb}",
+                    )
                 end = cut + 1
             body = data[start:end].strip(b"\n")
             start = end
@@ -337,12 +362,13 @@ class Container:
     """The built-in container's ``/invocations`` logic in a child process (framed pipes)."""
 
     def __init__(self, model: bytes, environment: dict):
-        self.process = subprocess.Popen([sys.executable, "-m", "l2c.local.rules.transform"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "l2c.local.rules.transform"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         _send(self.process.stdin, model)
         _send(self.process.stdin, json.dumps(environment).encode())
 
-    def __enter__(self) -> "Container":
+    def __enter__(self) -> Container:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -404,14 +430,15 @@ def serve(stdin, stdout) -> None:
 
 
 @RULES.before(
-    "sagemaker", "StopTransformJob",
+    "sagemaker",
+    "StopTransformJob",
     id="sagemaker.transform-job-stop",
     test="tests/integration/test_deploy_batch.py::test_destroy_stops_a_running_transform_job_and_leaves_nothing",
     source="SageMaker API Reference, StopTransformJob (Stopping, then Stopped; DescribeTransformJob); botocore "
-           "waiters-2.json TransformJobCompletedOrStopped",
+    "waiters-2.json TransformJobCompletedOrStopped",
     summary="Answered instead of moto (which lacks it): an InProgress job is Stopping, then Stopped within ~30 AWS "
-            "seconds, with no output for unfinished objects; an unknown job is ValidationException 'Could not find "
-            "job'; a finished one is left as it is.",
+    "seconds, with no output for unfinished objects; an unknown job is ValidationException 'Could not find "
+    "job'; a finished one is left as it is.",
 )
 def stop_job(call: Call):
     name = call.params.get("TransformJobName", "")
@@ -442,20 +469,22 @@ def _without_empty(document: dict) -> dict:
 
 
 @RULES.after(
-    "sagemaker", "DescribeTransformJob",
+    "sagemaker",
+    "DescribeTransformJob",
     id="sagemaker.transform-job-describe",
     test="tests/integration/test_deploy_batch.py::test_a_malformed_row_fails_the_job_with_sagemakers_reason",
     source="botocore sagemaker model, DescribeTransformJobResponse (FailureReason, TransformStartTime, "
-           "TransformEndTime, LabelingJobArn, AutoMLJobArn optional)",
+    "TransformEndTime, LabelingJobArn, AutoMLJobArn optional)",
     summary="Optional members moto answers empty (FailureReason '', LabelingJobArn '', DataCaptureConfig {}) are "
-            "left out, as AWS leaves them out; the times appear once the job has started or ended.",
+    "left out, as AWS leaves them out; the times appear once the job has started or ended.",
 )
 def describe_job(call: Call, reply: Reply):
     return reply.with_json(_without_empty(reply.json()))
 
 
 @RULES.after(
-    "sagemaker", "ListTransformJobs",
+    "sagemaker",
+    "ListTransformJobs",
     id="sagemaker.transform-job-list",
     test="tests/integration/test_deploy_batch.py::test_destroy_stops_a_running_transform_job_and_leaves_nothing",
     source="botocore sagemaker model, TransformJobSummary (FailureReason, TransformEndTime optional)",

@@ -16,9 +16,9 @@ import textwrap
 import httpx
 import pytest
 
-from l2c.cloud import stack
+from l2c.cloud import calling, stack, teardown
 from l2c.cloud.progress import Reporter
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.local.tutorial import TUTORIAL_BODIES
 
 STACK = "edge-iris"
 
@@ -27,7 +27,7 @@ STACK = "edge-iris"
 def deployed(cloud_session, trained_models):
     deployment = stack.deploy(STACK, trained_models["iris"], session=cloud_session, reporter=Reporter())
     yield deployment
-    stack.destroy(STACK, session=cloud_session, reporter=Reporter())
+    teardown.destroy(STACK, session=cloud_session, reporter=Reporter())
 
 
 def edge_only_env(local_cloud, tmp_path) -> dict[str, str]:
@@ -67,12 +67,14 @@ INVOKE = """
 """
 
 
-def test_invoke_endpoint_through_the_edge_alone_returns_the_models_predictions(deployed, local_cloud, tmp_path, cloud_session):
+def test_invoke_endpoint_through_the_edge_alone_returns_the_models_predictions(
+    deployed, local_cloud, tmp_path, cloud_session
+):
     row = TUTORIAL_BODIES["iris"]["data"]
     answers = run_boto3(INVOKE % (deployed.endpoint, row), edge_only_env(local_cloud, tmp_path))
     assert answers["endpoint_url"] == local_cloud.env["AWS_ENDPOINT_URL"]
     # The same prediction the endpoint gives through its own runtime port: the model's, not a stub's.
-    direct = stack.invoke(STACK, row, session=cloud_session)
+    direct = calling.invoke(STACK, row, session=cloud_session)
     assert answers["ok"]["body"] == direct
     probabilities = answers["ok"]["body"]["predictions"][0]["score"]
     assert len(probabilities) == 3 and abs(sum(probabilities) - 1) < 1e-5
@@ -80,7 +82,9 @@ def test_invoke_endpoint_through_the_edge_alone_returns_the_models_predictions(d
 
 
 def test_an_unknown_endpoint_through_the_edge_is_awss_validation_error(deployed, local_cloud, tmp_path):
-    answers = run_boto3(INVOKE % (deployed.endpoint, TUTORIAL_BODIES["iris"]["data"]), edge_only_env(local_cloud, tmp_path))
+    answers = run_boto3(
+        INVOKE % (deployed.endpoint, TUTORIAL_BODIES["iris"]["data"]), edge_only_env(local_cloud, tmp_path)
+    )
     unknown = answers["unknown"]
     assert unknown["code"] == "ValidationError" and unknown["status"] == 400
     assert unknown["message"] == f"Endpoint l2c-no-such-endpoint of account {deployed_account(local_cloud)} not found."
@@ -89,8 +93,13 @@ def test_an_unknown_endpoint_through_the_edge_is_awss_validation_error(deployed,
 def deployed_account(local_cloud) -> str:
     import boto3
 
-    sts = boto3.client("sts", endpoint_url=local_cloud.env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    sts = boto3.client(
+        "sts",
+        endpoint_url=local_cloud.env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     return sts.get_caller_identity()["Account"]
 
 
@@ -104,8 +113,12 @@ def test_the_execute_api_stage_answers_on_the_edge_too(deployed, local_cloud):
     assert reply.json()["prediction"] in ("setosa", "versicolor", "virginica")
     # The same stage by Host header, as https://{api}.execute-api.{region}.amazonaws.com is addressed.
     host = f"{api_id}.execute-api.localhost.localstack.cloud"
-    by_host = httpx.post(f"{local_cloud.env['AWS_ENDPOINT_URL']}/test/{path}", json=TUTORIAL_BODIES["iris"],
-                         headers={**headers, "Host": host}, timeout=60)
+    by_host = httpx.post(
+        f"{local_cloud.env['AWS_ENDPOINT_URL']}/test/{path}",
+        json=TUTORIAL_BODIES["iris"],
+        headers={**headers, "Host": host},
+        timeout=60,
+    )
     assert by_host.status_code == 200 and by_host.json() == reply.json()
     assert httpx.post(url, json=TUTORIAL_BODIES["iris"], timeout=60).status_code == 403  # no key: Forbidden
 

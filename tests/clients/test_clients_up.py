@@ -29,18 +29,19 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from aws_helpers import COLLECTION, NEWMAN
 
 from l2c import artifact
-from l2c.cloud.session import LOCAL_CREDENTIALS, LOCAL_REGION
-from l2c.local.cloud import committed_local_api_key, free_ports
-from l2c.local.demo import TUTORIAL_BODIES
+from l2c.config import LOCAL_CREDENTIALS, LOCAL_REGION
+from l2c.local.ports import free_ports
+from l2c.local.tutorial import TUTORIAL_BODIES
+from l2c.local.up import committed_local_api_key
+from tests.integration.aws_helpers import COLLECTION, NEWMAN
 
 BIN = Path(sys.executable).parent
 L2C, AWS = BIN / "l2c", BIN / "aws"
 START_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 30
-# The suite's pace (conftest.TEST_PACE), given on the command line; another one through L2C_PACE.
+# The suite's pace (tests/local_cloud.py TEST_PACE), given on the command line; another one through L2C_PACE.
 FLAG_PACE = 0.002
 ENV_PACE = 0.004
 IRIS_ROW = TUTORIAL_BODIES["iris"]["data"]
@@ -67,7 +68,9 @@ class Up:
         deadline = time.monotonic() + timeout_s
         while text not in self.output:
             assert self.process.poll() is None, f"l2c up exited ({self.process.returncode}):\n{self.output[-4000:]}"
-            assert time.monotonic() < deadline, f"l2c up did not say {text!r} in {timeout_s:.0f} s:\n{self.output[-4000:]}"
+            assert time.monotonic() < deadline, (
+                f"l2c up did not say {text!r} in {timeout_s:.0f} s:\n{self.output[-4000:]}"
+            )
             time.sleep(0.2)
 
     def ctrl_c(self) -> None:
@@ -85,18 +88,36 @@ def start_up(folder: Path, *arguments: str, env_extra: dict[str, str] | None = N
     ports = free_ports(3)
     nowhere = folder / "no-aws-config"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "L2C_"))}
-    env.update({
-        "L2C_STATE_DIR": str(folder / "state"),
-        "AWS_CONFIG_FILE": str(nowhere / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere / "credentials"),
-        "COLUMNS": "220",
-        "PYTHONUNBUFFERED": "1",
-        **(env_extra or {}),
-    })
-    command = [str(L2C), "up", "--control-plane-port", str(ports[0]), "--runtime-port", str(ports[1]),
-               "--api-port", str(ports[2]), *arguments]
-    process = subprocess.Popen(command, cwd=folder, env=env, text=True, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    env.update(
+        {
+            "L2C_STATE_DIR": str(folder / "state"),
+            "AWS_CONFIG_FILE": str(nowhere / "config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(nowhere / "credentials"),
+            "COLUMNS": "220",
+            "PYTHONUNBUFFERED": "1",
+            **(env_extra or {}),
+        }
+    )
+    command = [
+        str(L2C),
+        "up",
+        "--control-plane-port",
+        str(ports[0]),
+        "--runtime-port",
+        str(ports[1]),
+        "--api-port",
+        str(ports[2]),
+        *arguments,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=folder,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     up = Up(process, folder, ports)
     threading.Thread(target=lambda: up.lines.extend(process.stdout), daemon=True).start()
     return up
@@ -142,14 +163,17 @@ def iris_probabilities(trained_models) -> np.ndarray:
 
 def run_python(script: str, env: dict[str, str]) -> dict:
     """``script`` in a fresh interpreter with exactly ``env``; it prints one JSON line last."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def aws(env: dict[str, str], *arguments: str, ok: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(AWS), *arguments, "--output", "json"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(AWS), *arguments, "--output", "json"], env=env, capture_output=True, text=True, timeout=120
+    )
     if ok:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -158,10 +182,14 @@ def aws(env: dict[str, str], *arguments: str, ok: bool = True) -> subprocess.Com
 def proxy_event(body: dict) -> dict:
     """What API Gateway's Lambda proxy integration sends the function for POST /irisprediction."""
     return {
-        "resource": "/irisprediction", "path": "/irisprediction", "httpMethod": "POST",
-        "headers": {"Content-Type": "application/json"}, "queryStringParameters": None,
+        "resource": "/irisprediction",
+        "path": "/irisprediction",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "queryStringParameters": None,
         "requestContext": {"requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "stage": "test"},
-        "body": json.dumps(body), "isBase64Encoded": False,
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
     }
 
 
@@ -210,7 +238,9 @@ def test_boto3_lists_invokes_and_is_refused_as_on_aws(up, edge_only_env, iris_pr
     assert csv_numbers(answers["prediction"]["body"]) == pytest.approx(list(iris_probabilities), abs=1e-6)
     assert answers["prediction"]["variant"] == "AllTraffic"
     assert answers["unknown"] == [
-        "ValidationError", 400, f"Endpoint l2c-no-such-endpoint of account {answers['account']} not found."
+        "ValidationError",
+        400,
+        f"Endpoint l2c-no-such-endpoint of account {answers['account']} not found.",
     ]
     invoked = answers["lambda"]
     assert (invoked["status"], invoked["error"], invoked["payload"]["statusCode"]) == (200, None, 200)
@@ -229,20 +259,49 @@ def test_the_aws_cli_describes_invokes_and_runs_the_function(up, edge_only_env, 
     assert (described["EndpointName"], described["EndpointStatus"]) == ("l2c-iris", "InService")
 
     prediction = tmp_path / "out.json"
-    invoked = aws(edge_only_env, "sagemaker-runtime", "invoke-endpoint", "--endpoint-name", "l2c-iris",
-                  "--content-type", "text/csv", "--body", IRIS_ROW, str(prediction))
+    invoked = aws(
+        edge_only_env,
+        "sagemaker-runtime",
+        "invoke-endpoint",
+        "--endpoint-name",
+        "l2c-iris",
+        "--content-type",
+        "text/csv",
+        "--body",
+        IRIS_ROW,
+        str(prediction),
+    )
     assert json.loads(invoked.stdout)["InvokedProductionVariant"] == "AllTraffic"
     assert csv_numbers(prediction.read_text()) == pytest.approx(list(iris_probabilities), abs=1e-6)
 
-    refused = aws(edge_only_env, "sagemaker-runtime", "invoke-endpoint", "--endpoint-name", "l2c-no-such-endpoint",
-                  "--content-type", "text/csv", "--body", IRIS_ROW, str(tmp_path / "none.json"), ok=False)
+    refused = aws(
+        edge_only_env,
+        "sagemaker-runtime",
+        "invoke-endpoint",
+        "--endpoint-name",
+        "l2c-no-such-endpoint",
+        "--content-type",
+        "text/csv",
+        "--body",
+        IRIS_ROW,
+        str(tmp_path / "none.json"),
+        ok=False,
+    )
     assert refused.returncode != 0
     assert "(ValidationError)" in refused.stderr and "l2c-no-such-endpoint" in refused.stderr
     assert "Traceback" not in refused.stderr
 
     answer_file = tmp_path / "answer.json"
-    ran = aws(edge_only_env, "lambda", "invoke", "--function-name", "l2c-iris",
-              "--payload", json.dumps(proxy_event(TUTORIAL_BODIES["iris"])), str(answer_file))
+    ran = aws(
+        edge_only_env,
+        "lambda",
+        "invoke",
+        "--function-name",
+        "l2c-iris",
+        "--payload",
+        json.dumps(proxy_event(TUTORIAL_BODIES["iris"])),
+        str(answer_file),
+    )
     meta = json.loads(ran.stdout)
     assert meta["StatusCode"] == 200 and "FunctionError" not in meta
     answer = json.loads(answer_file.read_text())
@@ -283,9 +342,26 @@ def test_newman_runs_the_collection_with_the_environment_up_wrote(up, edge_only_
     assert values["apiKey"] == committed_local_api_key()  # the committed environment's key works as it is
     report = tmp_path / "newman.json"
     done = subprocess.run(
-        [str(NEWMAN), "run", str(COLLECTION), "--environment", str(environment), "--reporters", "cli,json",
-         "--reporter-json-export", str(report), "--timeout-request", "60000", "--color", "off"],
-        env=edge_only_env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            str(NEWMAN),
+            "run",
+            str(COLLECTION),
+            "--environment",
+            str(environment),
+            "--reporters",
+            "cli,json",
+            "--reporter-json-export",
+            str(report),
+            "--timeout-request",
+            "60000",
+            "--color",
+            "off",
+        ],
+        env=edge_only_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     stats = json.loads(report.read_text())["run"]["stats"]
@@ -339,14 +415,21 @@ def test_a_function_whose_role_may_not_invoke_the_endpoint_is_denied_by_sagemake
     Runtime says AccessDeniedException, and the function answers 500 with it in its log."""
     import boto3
 
-    session = boto3.Session(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name=LOCAL_REGION)
+    session = boto3.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=LOCAL_REGION,
+    )
     iam, lam = (session.client(name, endpoint_url=up.edge_url) for name in ("iam", "lambda"))
     role = lam.get_function_configuration(FunctionName="l2c-iris")["Role"].rsplit("/", 1)[1]
     (policy_name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
     granted = iam.get_role_policy(RoleName=role, PolicyName=policy_name)["PolicyDocument"]
-    without = {**granted, "Statement": [statement for statement in granted["Statement"]
-                                        if "sagemaker:InvokeEndpoint" not in json.dumps(statement)]}
+    without = {
+        **granted,
+        "Statement": [
+            statement for statement in granted["Statement"] if "sagemaker:InvokeEndpoint" not in json.dumps(statement)
+        ],
+    }
     assert len(without["Statement"]) < len(granted["Statement"]), granted
     event = json.dumps(proxy_event(TUTORIAL_BODIES["iris"]))
 

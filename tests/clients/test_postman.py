@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from aws_helpers import COLLECTION, run_newman
 
-from l2c.cloud import stack
+from l2c.cloud import stack, teardown
 from l2c.cloud.progress import Reporter
+from tests.integration.aws_helpers import COLLECTION, run_newman
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def deployed(cloud_session, trained_models):
         for name in ("iris", "house-price")
     }
     yield deployments
-    stack.destroy(everything=True, session=cloud_session, reporter=Reporter())
+    teardown.destroy(everything=True, session=cloud_session, reporter=Reporter())
 
 
 def test_the_collection_runs_green_under_newman(deployed, tmp_path):

@@ -163,6 +163,8 @@ def _bundled_feature_names():
             raise misconfigured("feature_names.json must be a JSON list of distinct column names")
         _BUNDLED_NAMES.extend(str(name) for name in names)
     return list(_BUNDLED_NAMES)
+
+
 # --- end of the bundled column names ---
 
 
@@ -303,9 +305,7 @@ def request_object(event, kind, settings):
             raise ApiError(405, "method_not_allowed", f"use POST, not {method[:20]}")
         event = _proxy_body(event, settings)
     if not isinstance(event, dict):
-        raise bad_request(
-            "invalid_body", 'the request must be a JSON object such as {"data": "5.1,3.3,1.7,0.5"}'
-        )
+        raise bad_request("invalid_body", 'the request must be a JSON object such as {"data": "5.1,3.3,1.7,0.5"}')
     return event
 
 
@@ -428,7 +428,7 @@ def _rows_from_list(value, key, settings):
             table.append([number(cell, f"row {row_number}, value {col}") for col, cell in enumerate(row, 1)])
         else:
             expected = "an object of named features" if key == "features" else "a list of numbers"
-            raise bad_request("invalid_body", f"row {row_number} of \"{key}\" must be {expected}")
+            raise bad_request("invalid_body", f'row {row_number} of "{key}" must be {expected}')
     return table
 
 
@@ -470,9 +470,7 @@ def _plain_name(name):
 
 def _check_row_count(count, settings):
     if count > settings.max_rows:
-        raise bad_request(
-            "too_many_rows", f"{count} rows in one request; the limit is {settings.max_rows} (MAX_ROWS)"
-        )
+        raise bad_request("too_many_rows", f"{count} rows in one request; the limit is {settings.max_rows} (MAX_ROWS)")
 
 
 def _check_width(width, row_number, earlier_rows, settings):
