@@ -269,47 +269,33 @@ def _connect(aws: bool, region: str | None, profile: str | None):
     return connect(AWS if aws else LOCAL, region=region, profile=profile)
 
 
-def _deploy_options(
-    instance_type,
-    instance_count,
-    serverless,
-    memory_mb,
-    max_concurrency,
-    autoscale,
-    public,
-    role_arn,
-    lambda_role_arn,
-    rate_limit,
-    burst_limit,
-    quota,
-    bucket=None,
-    cors_origin=None,
-):
+def _deploy_options(given: dict):
+    """The DeployOptions of `l2c deploy`'s command line (``given``: its parameters by name, ctx.params)."""
     from l2c.cloud.apigateway import Limits
     from l2c.cloud.plan import DeployOptions
     from l2c.cloud.sagemaker import Hosting
 
     hosting = Hosting(
-        instance_type=instance_type,
-        instance_count=instance_count,
-        serverless_memory_mb=memory_mb if serverless else None,
-        serverless_max_concurrency=max_concurrency,
+        instance_type=given["instance_type"],
+        instance_count=given["instance_count"],
+        serverless_memory_mb=given["memory_mb"] if given["serverless"] else None,
+        serverless_max_concurrency=given["max_concurrency"],
     )
     scale = None
-    if autoscale:
+    if autoscale := given["autoscale"]:
         low, _, high = autoscale.partition(":")
         if not (low.isdigit() and high.isdigit() and 1 <= int(low) <= int(high)):
             fail(f"--autoscale takes MIN:MAX, e.g. 1:4 (got {autoscale!r})")
         scale = (int(low), int(high))
     return DeployOptions(
         hosting=hosting,
-        public=public,
-        role_arn=role_arn,
-        lambda_role_arn=lambda_role_arn,
+        public=given["public"],
+        role_arn=given["role_arn"],
+        lambda_role_arn=given["lambda_role_arn"],
         autoscale=scale,
-        limits=Limits(rate_limit=rate_limit, burst_limit=burst_limit, quota_limit=quota),
-        bucket=bucket,
-        cors_origin=cors_origin,
+        limits=Limits(rate_limit=given["rate_limit"], burst_limit=given["burst_limit"], quota_limit=given["quota"]),
+        bucket=given["bucket"],
+        cors_origin=given["cors_origin"],
     )
 
 
@@ -327,6 +313,7 @@ BUCKET_OPTION = typer.Option(
 
 @app.command()
 def deploy(
+    ctx: typer.Context,
     name: str = typer.Argument(..., help="The model to deploy, from models/NAME (iris, house-price)."),
     model_dir: Path | None = typer.Option(None, help="Deploy this model folder instead of models/NAME."),
     aws: bool = AWS_OPTION,
@@ -370,22 +357,7 @@ def deploy(
     from l2c.cloud.display import print_deployment
     from l2c.cloud.progress import ConsoleReporter
 
-    options = _deploy_options(
-        instance_type,
-        instance_count,
-        serverless,
-        memory_mb,
-        max_concurrency,
-        autoscale,
-        public,
-        role_arn,
-        lambda_role_arn,
-        rate_limit,
-        burst_limit,
-        quota,
-        bucket,
-        cors_origin,
-    )
+    options = _deploy_options(ctx.params)
     try:
         plan.check_options(options)  # a wrong option is one line before any AWS call
         session = _connect(aws, region, profile)

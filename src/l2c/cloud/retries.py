@@ -17,7 +17,7 @@ delays and quotas run at the same pace.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from botocore.exceptions import ClientError
@@ -51,6 +51,20 @@ def throttled(err: ClientError) -> bool:
     return err.response.get("Error", {}).get("Code") in THROTTLED
 
 
+def _delays(budget_s: float, first_delay_s: float, max_delay_s: float) -> Iterator[float]:
+    """The back-off waits that still fit in ``budget_s`` from now, each asked for after a failed
+    try: ``first_delay_s``, doubling up to ``max_delay_s``."""
+    deadline = time.monotonic() + budget_s  # now, not at the first next(): the first try counts
+
+    def waits() -> Iterator[float]:
+        delay = first_delay_s
+        while time.monotonic() + delay <= deadline:
+            yield delay
+            delay = min(delay * 2, max_delay_s)
+
+    return waits()
+
+
 def retry(
     call: Callable[[], T],
     retryable: Callable[[ClientError], bool],
@@ -59,16 +73,15 @@ def retry(
     max_delay_s: float = MAX_DELAY_S,
 ) -> T:
     """``call()`` until it succeeds, fails for another reason, or ``budget_s`` is spent (then re-raise)."""
-    deadline = time.monotonic() + budget_s
-    delay = first_delay_s
+    delays = _delays(budget_s, first_delay_s, max_delay_s)
     while True:
         try:
             return call()
         except ClientError as err:
-            if not retryable(err) or time.monotonic() + delay > deadline:
+            delay = next(delays, None) if retryable(err) else None
+            if delay is None:
                 raise
         time.sleep(delay)
-        delay = min(delay * 2, max_delay_s)
 
 
 def repeat_while(
@@ -79,14 +92,13 @@ def repeat_while(
     max_delay_s: float = MAX_DELAY_S,
 ) -> T:
     """``call()`` again, with back-off, while ``again(result)`` holds and ``budget_s`` lasts; the last result."""
-    deadline = time.monotonic() + budget_s
-    delay = first_delay_s
+    delays = _delays(budget_s, first_delay_s, max_delay_s)
     while True:
         result = call()
-        if not again(result) or time.monotonic() + delay > deadline:
+        delay = next(delays, None) if again(result) else None
+        if delay is None:
             return result
         time.sleep(delay)
-        delay = min(delay * 2, max_delay_s)
 
 
 def _scale(session) -> Callable[[float], float]:

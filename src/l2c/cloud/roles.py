@@ -9,36 +9,54 @@ from l2c.cloud.session import CloudSession
 
 
 def sagemaker_role_spec(session: CloudSession, name: str, bucket: str) -> iam.RoleSpec:
-    values = {
-        "Partition": session.partition,
-        "Region": session.region,
-        "Account": session.account,
-        "BucketName": bucket,
-        "ModelPrefix": f"{name}/",
-        "ImageAccount": policies.image_account(container.image_uri(session.region)),
-        "EndpointName": sagemaker.endpoint_name(name),
-    }
-    return iam.RoleSpec(
-        name=iam.role_name(name, "sagemaker", session.region),
+    return _role_spec(
+        session,
+        name,
+        service="sagemaker",
         description=f"l2c: SageMaker execution role of stack {name}",
-        trust_policy=policies.render_policy("sagemaker-trust-policy", **values),
         policy_name="l2c-sagemaker-execution",
-        policy=policies.render_policy("sagemaker-execution-policy", **values),
+        templates=("sagemaker-trust-policy", "sagemaker-execution-policy"),
+        BucketName=bucket,
+        ModelPrefix=f"{name}/",
+        ImageAccount=policies.image_account(container.image_uri(session.region)),
     )
 
 
 def lambda_role_spec(session: CloudSession, name: str) -> iam.RoleSpec:
+    return _role_spec(
+        session,
+        name,
+        service="lambda",
+        description=f"l2c: role of the prediction function of stack {name}",
+        policy_name="l2c-invoke-endpoint",
+        templates=("lambda-trust-policy", "lambda-invoke-endpoint-policy"),
+        FunctionName=functions.function_name(name),
+    )
+
+
+def _role_spec(
+    session: CloudSession,
+    name: str,
+    service: str,
+    description: str,
+    policy_name: str,
+    templates: tuple[str, str],
+    **values: str,
+) -> iam.RoleSpec:
+    """A role of the stack: its trust and permission templates filled in with where it lives
+    (partition, region, account), the stack's endpoint, and the role's own ``values``."""
     values = {
         "Partition": session.partition,
         "Region": session.region,
         "Account": session.account,
         "EndpointName": sagemaker.endpoint_name(name),
-        "FunctionName": functions.function_name(name),
+        **values,
     }
+    trust, permissions = templates
     return iam.RoleSpec(
-        name=iam.role_name(name, "lambda", session.region),
-        description=f"l2c: role of the prediction function of stack {name}",
-        trust_policy=policies.render_policy("lambda-trust-policy", **values),
-        policy_name="l2c-invoke-endpoint",
-        policy=policies.render_policy("lambda-invoke-endpoint-policy", **values),
+        name=iam.role_name(name, service, session.region),
+        description=description,
+        trust_policy=policies.render_policy(trust, **values),
+        policy_name=policy_name,
+        policy=policies.render_policy(permissions, **values),
     )
